@@ -1,0 +1,1 @@
+"""FastAPI app, routes, auth, OpenAI-compatible chat, MCP, and the meshrag CLI."""

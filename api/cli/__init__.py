@@ -1,0 +1,1 @@
+"""The meshrag command line."""

@@ -1,0 +1,1 @@
+"""Golden sets, metrics, the evaluation harness, BEIR runner and gates."""

@@ -1,0 +1,1 @@
+"""Store implementations behind the VectorStore protocol."""

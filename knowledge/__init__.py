@@ -1,0 +1,1 @@
+"""What a knowledge product is: contract models, the catalog, governance checks, access rules."""

@@ -1,0 +1,1 @@
+"""The query side: hybrid search, fusion, rerank, access filter, answerers, citation checks, provenance."""
