@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: install
-	$(BIN)/meshrag serve $(ARGS)
+	$(BIN)/meshrag products validate
+	$(BIN)/meshrag products list
 
 test: install
 	$(BIN)/pytest $(ARGS)

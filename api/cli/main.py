@@ -1,0 +1,19 @@
+"""The `meshrag` command: one entry point, one sub-command group per area."""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli import products
+
+app = typer.Typer(
+    name="meshrag",
+    help="Knowledge products for a data mesh: catalog, index, ask with citations, evaluate, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(products.app, name="products")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
