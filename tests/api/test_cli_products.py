@@ -72,7 +72,7 @@ def test_validate_broken_copy_names_file_field_and_fix(tmp_path):
     sup = problems["customer/support-knowledge"][0]
     assert sup["field"].startswith("customProperties[") and "top-secret" in sup["message"] and "restricted" in sup["hint"]
     ops = problems["operations/fulfilment-ops"][0]
-    assert "YAML does not parse" in ops["message"] and "line 3" in ops["message"]
+    assert "YAML does not parse at line" in ops["message"] and "YAML syntax" in ops["hint"]
 
     human = runner.invoke(app, ["products", "validate", str(mesh)])
     assert human.exit_code == 1
