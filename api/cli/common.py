@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +16,10 @@ from rich.console import Console
 from knowledge.errors import MeshragError
 from knowledge.settings import KnowledgeSettings
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) has no terminal width; Rich would assume 80 columns and crush tables.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 150
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 RootsOption = typer.Option(None, "--root", help="Mesh root folder (repeatable). Default: MESHRAG_MESH_ROOTS, else the bundled sample mesh.")
 

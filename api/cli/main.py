@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import products
+from api.cli import index, products
 
 app = typer.Typer(
     name="meshrag",
@@ -13,6 +13,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(products.app, name="products")
+app.command("index")(index.index)
+app.add_typer(index.releases_app, name="releases")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,140 @@
+"""`meshrag index` and `meshrag releases …`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from api.cli.common import console, domain_errors, err_console, print_json
+from api.cli.progress import RichProgress
+from indexing.pipeline import IndexPipeline, IndexReport
+from indexing.releases import ReleaseRegistry
+from indexing.settings import IndexSettings
+
+DataDirOption = typer.Option(None, "--data-dir", help="Index data directory (default: MESHRAG_DATA_DIR, else ./.meshrag).")
+releases_app = typer.Typer(help="List, inspect, diff, publish and roll back releases.", no_args_is_help=True)
+
+
+def index_settings(data_dir: Path | None = None, **overrides) -> IndexSettings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return IndexSettings(**values)
+
+
+def print_index_report(report: IndexReport) -> None:
+    table = Table(title="index run", caption="docs: added/changed/removed; PII: findings (redacted, rejected or allowed per policy)")
+    table.add_column("product", no_wrap=True)
+    for col in ("docs", "chunks", "embedded", "reused", "PII", "gate", "s"):
+        table.add_column(col, justify="left" if col == "gate" else "right", no_wrap=True)
+    for p in report.products:
+        gate = "[green]passed[/]" if p.gate == "passed" else "[bold red]blocked[/]"
+        table.add_row(p.product_id, f"{p.added}/{p.changed}/{p.removed}", str(p.chunks), str(p.embedded),
+                      str(p.reused), str(sum(p.pii_findings.values())), gate, f"{p.seconds:.1f}")
+    console.print(table)
+    for p in report.products:
+        if p.gate == "blocked":
+            console.print(f"[bold red]blocked[/] {p.product_id}: {p.reason}")
+    state = "published as current" if report.published else (
+        "unchanged (already current)" if report.release_id == report.previous_release else "not published")
+    console.print(f"release [bold]{report.release_id}[/] — {state}; previous {report.previous_release}; "
+                  f"store {report.store}; elapsed {report.elapsed_s:.2f} s")
+
+
+def index(
+    store: str | None = typer.Option(None, "--store", help="faiss (default) or pgvector."),
+    dsn: str | None = typer.Option(None, "--dsn", help="PostgreSQL URL for pgvector (default: embedded server under the data dir)."),
+    data_dir: Path | None = DataDirOption,
+    product: list[str] = typer.Option(None, "--product", help="Only these products (repeatable)."),
+    publish: bool = typer.Option(True, "--publish/--no-publish", help="Move `current` to the new release."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Index knowledge products into chunk and embedding versions and publish a release."""
+    with domain_errors():
+        settings = index_settings(data_dir, store=store, dsn=dsn)
+        if as_json:
+            report = IndexPipeline(settings).run(product or None, publish=publish)
+        else:
+            with RichProgress() as bars:
+                report = IndexPipeline(settings, progress=bars).run(product or None, publish=publish)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        print_index_report(report)
+    if report.blocked:
+        err_console.print(f"[yellow]{len(report.blocked)} product(s) blocked by a gate; their previous version (if any) keeps serving.[/]")
+
+
+@releases_app.command("list")
+def list_releases(data_dir: Path | None = DataDirOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every release, oldest first; the current one is marked."""
+    reg = ReleaseRegistry(index_settings(data_dir).resolved_data_dir())
+    current = reg.current_id()
+    rels = reg.list()
+    if as_json:
+        print_json([{"id": r.id, "created_at": r.created_at, "current": r.id == current, "parent": r.parent,
+                     "products": {p: e.embedding_version for p, e in r.products.items()}} for r in rels])
+        return
+    table = Table(title=f"{len(rels)} releases")
+    for col in ("id", "created", "products", "chunks", "current"):
+        table.add_column(col, no_wrap=col == "id")
+    for r in rels:
+        table.add_row(r.id, r.created_at, str(len(r.products)), str(sum(e.n_chunks for e in r.products.values())),
+                      "[green]●[/]" if r.id == current else "")
+    console.print(table)
+
+
+@releases_app.command("show")
+def show_release(release: str = typer.Argument("current"), data_dir: Path | None = DataDirOption,
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """One release: its products and their chunk/embedding versions."""
+    with domain_errors():
+        rel = ReleaseRegistry(index_settings(data_dir).resolved_data_dir()).get(release)
+    if as_json:
+        print_json(rel.as_dict())
+        return
+    console.print(f"[bold]{rel.id}[/] created {rel.created_at}, store {rel.store}, model {rel.model_id}, parent {rel.parent}")
+    for pid, e in sorted(rel.products.items()):
+        console.print(f"  {pid} v{e.product_version}: {len(e.documents)} docs, {e.n_chunks} chunks, "
+                      f"{e.chunk_version} → {e.embedding_version}")
+
+
+@releases_app.command("diff")
+def diff_releases(a: str, b: str, data_dir: Path | None = DataDirOption,
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Documents added, removed and changed from release A to release B."""
+    with domain_errors():
+        d = ReleaseRegistry(index_settings(data_dir).resolved_data_dir()).diff(a, b)
+    if as_json:
+        print_json(d.as_dict())
+        return
+    console.print(f"{d.a} → {d.b}")
+    for label, pairs, style in (("added", d.added, "green"), ("changed", d.changed, "yellow"), ("removed", d.removed, "red")):
+        for pid, doc in pairs:
+            console.print(f"  [{style}]{label:8}[/] {pid}:{doc}")
+    for pid in d.products_added:
+        console.print(f"  [green]product added[/] {pid}")
+    for pid in d.products_removed:
+        console.print(f"  [red]product removed[/] {pid}")
+    if not (d.added or d.changed or d.removed or d.products_added or d.products_removed):
+        console.print("  no differences")
+
+
+@releases_app.command("publish")
+def publish_release(release: str, data_dir: Path | None = DataDirOption,
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+    """Make RELEASE current (atomic)."""
+    with domain_errors():
+        rel = ReleaseRegistry(index_settings(data_dir).resolved_data_dir()).publish(release)
+    print_json({"current": rel.id}) if as_json else console.print(f"current → [bold]{rel.id}[/]")
+
+
+@releases_app.command("rollback")
+def rollback_release(release: str | None = typer.Argument(None, help="Release to make current (default: the previous one)."),
+                     data_dir: Path | None = DataDirOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Move `current` back to the previous release (or to RELEASE)."""
+    with domain_errors():
+        rel = ReleaseRegistry(index_settings(data_dir).resolved_data_dir()).rollback(release)
+    print_json({"current": rel.id}) if as_json else console.print(f"rolled back: current → [bold]{rel.id}[/]")

@@ -1,0 +1,422 @@
+"""The index run: catalog → contracts → snapshot → diff → load → PII → chunk → embed → store → release.
+
+One product's failure (invalid contract, PII under a `reject` policy) blocks only that product's new
+version; its previous version, if any, stays in the release. Nothing is visible until complete: chunk
+versions and vector collections are published by rename, the release record is written atomically,
+and `current` moves last.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from openlineage.client.event_v2 import RunState
+
+from indexing.atomic import remove_stale_staging
+from indexing.chunking import PROMPT_INJECTION_FLAG, Chunker, ChunkerConfig
+from indexing.embedder import create_embedder
+from indexing.embedding_cache import EmbeddingCache, embed_with_cache
+from indexing.keyword import KeywordIndex
+from indexing.lineage import DatasetRef, LineageEmitter
+from indexing.pii import PiiScanner
+from indexing.releases import ProductEntry, Release, ReleaseRegistry
+from indexing.settings import IndexSettings
+from indexing.sources import load_document
+from indexing.stores.factory import create_store
+from indexing.types import Chunk, Embedder, PiiFinding, VectorRecord, VectorStore
+from indexing.versions import VersionStore, chunk_version_id, embedding_version_id, library_versions
+from knowledge.catalog import Catalog
+from knowledge.errors import ConfigError, MeshragError
+from knowledge.model import KnowledgeProduct
+
+EMBED_BATCH = 256  # chunks per progress step / store write
+
+
+class Progress(Protocol):
+    """What the pipeline reports while it works; the CLI renders it as progress bars."""
+
+    def begin(self, key: str, description: str, total: int) -> None: ...
+
+    def advance(self, key: str, n: int = 1) -> None: ...
+
+    def end(self, key: str) -> None: ...
+
+
+class _NoProgress:
+    def begin(self, key: str, description: str, total: int) -> None: ...
+
+    def advance(self, key: str, n: int = 1) -> None: ...
+
+    def end(self, key: str) -> None: ...
+
+
+@dataclass
+class ProductReport:
+    """What happened to one product in a run (the rows of the CLI's summary table)."""
+
+    product_id: str
+    gate: str = "passed"  # passed | blocked
+    reason: str = ""
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    documents: int = 0
+    chunks: int = 0
+    tokens: int = 0
+    embedded: int = 0
+    reused: int = 0
+    truncated: int = 0
+    pii_findings: dict[str, int] = field(default_factory=dict)
+    injection_flags: int = 0
+    chunk_version: str | None = None
+    embedding_version: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class IndexReport:
+    run_id: str
+    release_id: str | None
+    previous_release: str | None
+    published: bool
+    store: str
+    elapsed_s: float
+    products: list[ProductReport]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "release_id": self.release_id, "previous_release": self.previous_release,
+                "published": self.published, "store": self.store, "elapsed_s": round(self.elapsed_s, 3),
+                "products": {p.product_id: asdict(p) for p in self.products}}
+
+    @property
+    def blocked(self) -> list[ProductReport]:
+        return [p for p in self.products if p.gate == "blocked"]
+
+
+class ProductBlocked(MeshragError):
+    """A governance gate stopped this product's new version."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class IndexPipeline:
+    """Builds chunk and embedding product versions and a release. Construct cheaply, then `run()`."""
+
+    def __init__(self, settings: IndexSettings, *, store: VectorStore | None = None,
+                 embedder: Embedder | None = None, progress: Progress | None = None):
+        self.settings = settings
+        self.data_dir = settings.resolved_data_dir()
+        self.progress = progress or _NoProgress()
+        self._store = store
+        self._embedder = embedder
+        self._embedder_warm = False
+        self.versions = VersionStore(self.data_dir)
+        self.releases = ReleaseRegistry(self.data_dir)
+        self.pii = PiiScanner()
+        self.chunker: Chunker | None = None
+        self.cache = EmbeddingCache(self.data_dir / "cache" / "embeddings.sqlite")
+
+    # --------------------------------------------------------------------------------- parts
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = create_embedder(self.settings.embedder, batch_size=self.settings.embed_batch_size) \
+                if self.settings.embedder == "minilm" else create_embedder(self.settings.embedder)
+        return self._embedder
+
+    def _warm_embedder(self) -> Embedder:
+        if not self._embedder_warm:
+            self.embedder.warm_up()
+            self._embedder_warm = True
+        return self.embedder
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            self._store = create_store(self.settings.store, self.data_dir, self.settings.dsn, self.settings.pg_schema)
+            self._store.warm_up()
+        return self._store
+
+    def _chunker(self) -> Chunker:
+        if self.chunker is None:
+            # The chunker needs the model's tokenizer to keep every chunk inside the model's window.
+            emb = self._warm_embedder()
+            cfg = ChunkerConfig(max_tokens=self.settings.chunk_max_tokens,
+                                overlap_tokens=self.settings.chunk_overlap_tokens)
+            self.chunker = Chunker(cfg, emb.count_tokens, emb.max_seq_length)
+            self.chunker.warm_up()
+        return self.chunker
+
+    def pipeline_fingerprint(self, policy: str) -> dict[str, Any]:
+        """Everything besides the sources that shapes a product's chunks (goes into chunk version ids)."""
+        cfg = ChunkerConfig(max_tokens=self.settings.chunk_max_tokens, overlap_tokens=self.settings.chunk_overlap_tokens)
+        return {"chunker": {"name": Chunker.NAME, "version": Chunker.VERSION, **asdict(cfg)},
+                "pii": {"name": PiiScanner.NAME, "version": PiiScanner.VERSION, "policy": policy},
+                "embedder_tokenizer": self.embedder.model_id}
+
+    # ----------------------------------------------------------------------------------- run
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / "index.lock").open("w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(f"another `meshrag index` is running on {self.data_dir}; wait for it to finish") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def run(self, product_ids: Sequence[str] | None = None, *, publish: bool = True) -> IndexReport:
+        """Index the selected products (default: all), build a release and (by default) publish it."""
+        t0 = time.perf_counter()
+        with self._lock():
+            for parent in (self.versions.chunks_dir, self.data_dir / "faiss"):
+                remove_stale_staging(parent)
+            catalog = Catalog.load(self.settings.mesh_roots)
+            previous = self.releases.current()
+            lineage = LineageEmitter(self.data_dir / "lineage" / "events.jsonl")
+            run_id = lineage.new_run_id()
+            selected = self._select(catalog, product_ids)
+            lineage.emit(RunState.START, "meshrag.index", run_id,
+                         inputs=[DatasetRef("meshrag://products", pid, catalog.products[pid].version)
+                                 for pid in selected if pid in catalog.products])
+            try:
+                reports, entries = [], dict(previous.products) if previous else {}
+                for pid in selected:
+                    report, entry = self._index_product(pid, catalog, previous, lineage, run_id)
+                    reports.append(report)
+                    if entry is not None:
+                        entries[pid] = entry
+                # Products that no longer exist in the mesh leave the release.
+                for pid in list(entries):
+                    if pid not in catalog.products and pid not in {r.product_id for r in reports if r.gate == "blocked"}:
+                        del entries[pid]
+                release = self._release(entries, previous) if entries else None
+                published = False
+                if release is not None and publish and (previous is None or previous.id != release.id):
+                    self.releases.publish(release.id)
+                    published = True
+                lineage.emit(RunState.COMPLETE, "meshrag.index", run_id)
+            except BaseException as exc:
+                lineage.emit(RunState.FAIL, "meshrag.index", run_id, error=f"{type(exc).__name__}: {exc}")
+                raise
+        return IndexReport(run_id=run_id, release_id=release.id if release else None,
+                           previous_release=previous.id if previous else None, published=published,
+                           store=self.settings.store, elapsed_s=time.perf_counter() - t0, products=reports)
+
+    def _select(self, catalog: Catalog, product_ids: Sequence[str] | None) -> list[str]:
+        invalid_ids = {f"{folder.parent.name}.{folder.name}": folder for folder in catalog.invalid}
+        known = set(catalog.products) | set(invalid_ids)
+        if product_ids:
+            unknown = [p for p in product_ids if p not in known]
+            if unknown:
+                raise ConfigError(f"unknown product(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            return list(dict.fromkeys(product_ids))
+        return sorted(known)
+
+    def _release(self, entries: dict[str, ProductEntry], previous: Release | None) -> Release:
+        return self.releases.create(entries, store=self.settings.store, model_id=self.embedder.model_id,
+                                    parent=previous.id if previous else None,
+                                    notes={"libraries": library_versions()})
+
+    # ------------------------------------------------------------------------------ per product
+    def _index_product(self, pid: str, catalog: Catalog, previous: Release | None,
+                       lineage: LineageEmitter, run_id: str) -> tuple[ProductReport, ProductEntry | None]:
+        t0 = time.perf_counter()
+        report = ProductReport(product_id=pid)
+        prev_entry = previous.products.get(pid) if previous else None
+        product = catalog.products.get(pid)
+        try:
+            if product is None:
+                folder = next(f for f in catalog.invalid if f"{f.parent.name}.{f.name}" == pid)
+                first = catalog.invalid[folder][0]
+                raise ProductBlocked(f"contract invalid: {first.file}: {first.field}: {first.message}")
+            entry = self._build(product, prev_entry, report)
+            lineage.emit(RunState.COMPLETE, f"meshrag.index.{pid}", lineage.new_run_id(), parent=("meshrag.index", run_id),
+                         inputs=[DatasetRef("meshrag://products", pid, product.version)],
+                         outputs=[DatasetRef("meshrag://chunks", f"{pid}/{entry.chunk_version}", entry.chunk_version,
+                                             rows=entry.n_chunks),
+                                  DatasetRef("meshrag://embeddings", f"{pid}/{entry.embedding_version}",
+                                             entry.embedding_version, rows=entry.n_chunks)])
+        except ProductBlocked as exc:
+            report.gate, report.reason = "blocked", str(exc)
+            lineage.emit(RunState.FAIL, f"meshrag.index.{pid}", lineage.new_run_id(), parent=("meshrag.index", run_id),
+                         error=str(exc))
+            entry = prev_entry  # the previous version keeps serving
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report, entry
+
+    def _build(self, product: KnowledgeProduct, prev: ProductEntry | None, report: ProductReport) -> ProductEntry:
+        paths = {product.document_id(p): p for p in product.documents()}
+        revisions = {doc_id: sha256_file(path) for doc_id, path in paths.items()}
+        before = prev.documents if prev else {}
+        report.added = sum(1 for d in revisions if d not in before)
+        report.changed = sum(1 for d in revisions if d in before and before[d] != revisions[d])
+        report.removed = sum(1 for d in before if d not in revisions)
+        report.unchanged = len(revisions) - report.added - report.changed
+        report.documents = len(revisions)
+
+        fingerprint = self.pipeline_fingerprint(product.pii_policy)
+        cv = chunk_version_id(product.id, revisions, fingerprint)
+        if self.versions.has_chunk_version(cv):
+            chunks = self.versions.read_chunks(cv)
+            manifest = self.versions.chunk_manifest(cv)
+            report.pii_findings = dict(manifest.get("pii", {}).get("by_type", {}))
+        else:
+            chunks, manifest = self._chunk_product(product, paths, revisions, prev, fingerprint, report)
+            self.versions.write_chunk_version(cv, chunks, manifest, extra_writer=lambda d: self._keyword(chunks, d))
+        report.chunk_version = cv
+        report.chunks = len(chunks)
+        report.tokens = sum(c.n_tokens for c in chunks)
+        report.truncated = int(manifest.get("truncated", 0))
+        report.injection_flags = sum(1 for c in chunks if PROMPT_INJECTION_FLAG in c.flags)
+
+        ev = embedding_version_id(cv, self.embedder.model_id, self.embedder.dim, self.embedder.normalize)
+        if self.versions.has_embedding_version(ev) and ev in self.store.collections():
+            report.reused = len(chunks)
+        else:
+            self._embed(product, ev, cv, chunks, report)
+        report.embedding_version = ev
+        return ProductEntry(product_id=product.id, product_version=product.version, domain=product.domain,
+                            classification=product.classification, chunk_version=cv, embedding_version=ev,
+                            documents=revisions, n_chunks=len(chunks))
+
+    def _chunk_product(self, product: KnowledgeProduct, paths: dict[str, Path], revisions: dict[str, str],
+                       prev: ProductEntry | None, fingerprint: dict[str, Any], report: ProductReport
+                       ) -> tuple[list[Chunk], dict[str, Any]]:
+        t0 = time.perf_counter()
+        reusable: dict[str, list[Chunk]] = {}
+        if prev is not None and self.versions.has_chunk_version(prev.chunk_version) and \
+                self.versions.chunk_manifest(prev.chunk_version).get("pipeline") == fingerprint:
+            for c in self.versions.read_chunks(prev.chunk_version):
+                if revisions.get(c.document) == c.doc_revision:
+                    reusable.setdefault(c.document, []).append(c)
+
+        todo = [d for d in sorted(paths) if d not in reusable]
+        if todo:
+            self.pii.warm_up()
+        chunker = self._chunker() if todo else None
+        key = f"chunk:{product.id}"
+        self.progress.begin(key, f"{product.id}: load + PII + chunk", len(todo))
+        chunks: list[Chunk] = []
+        by_type: Counter[str] = Counter()
+        by_doc: dict[str, dict[str, int]] = {}
+        truncated = 0
+        for doc_id in sorted(paths):
+            if doc_id in reusable:
+                chunks.extend(reusable[doc_id])
+                continue
+            doc = load_document(product.id, paths[doc_id], doc_id)
+            findings: list[PiiFinding] = self.pii.scan(doc.text)
+            if findings:
+                counts = Counter(f.entity_type for f in findings)
+                by_doc[doc_id] = dict(counts)
+                by_type.update(counts)
+            if findings and product.pii_policy == "reject":
+                self.progress.end(key)
+                kinds = ", ".join(f"{n} {t}" for t, n in sorted(Counter(f.entity_type for f in findings).items()))
+                raise ProductBlocked(f"PII found under piiPolicy 'reject' in {doc_id} ({kinds}); remove it from the "
+                                     "source or change the policy to 'redact'")
+            redact = product.pii_policy == "redact"
+            assert chunker is not None
+            result = chunker.chunk(doc, pii_findings=findings if redact else (),
+                                   pii_redactor=self.pii.redact_span if redact else None)
+            truncated += result.stats.truncated
+            chunks.extend(result.chunks)
+            self.progress.advance(key)
+        self.progress.end(key)
+        # Reused documents' findings come from the previous manifest.
+        if prev is not None and reusable:
+            old = self.versions.chunk_manifest(prev.chunk_version).get("pii", {}).get("by_document", {})
+            for doc_id in reusable:
+                if doc_id in old:
+                    by_doc[doc_id] = old[doc_id]
+                    by_type.update(old[doc_id])
+        report.pii_findings = dict(by_type)
+        manifest = {
+            "kind": "chunk-product-version",
+            "product_id": product.id,
+            "product_version": product.version,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "pipeline": fingerprint,
+            "documents": {d: {"revision": revisions[d], "chunks": sum(1 for c in chunks if c.document == d)}
+                          for d in sorted(revisions)},
+            "pii": {"policy": product.pii_policy, "by_type": dict(by_type), "by_document": by_doc},
+            "prompt_injection": {"flagged_chunks": [c.chunk_id for c in chunks if PROMPT_INJECTION_FLAG in c.flags],
+                                 "documents": sorted({c.document for c in chunks if PROMPT_INJECTION_FLAG in c.flags})},
+            "n_chunks": len(chunks),
+            "n_tokens": sum(c.n_tokens for c in chunks),
+            "max_model_tokens": max((c.n_model_tokens for c in chunks), default=0),
+            "truncated": truncated,
+            "reused_documents": sorted(reusable),
+            "libraries": library_versions(),
+            "timings": {"chunk_s": round(time.perf_counter() - t0, 3)},
+        }
+        return chunks, manifest
+
+    @staticmethod
+    def _keyword(chunks: Sequence[Chunk], folder: Path) -> None:
+        index = KeywordIndex()
+        index.build([c.chunk_id for c in chunks], [c.embedding_text for c in chunks])
+        index.save(folder / "keyword")
+
+    def _embed(self, product: KnowledgeProduct, ev: str, cv: str, chunks: Sequence[Chunk], report: ProductReport) -> None:
+        t0 = time.perf_counter()
+        key = f"embed:{product.id}"
+        self.progress.begin(key, f"{product.id}: embed", len(chunks))
+        self.cache.warm_up()
+        store = self.store
+        if ev in store.collections():
+            store.drop_collection(ev)  # a collection without a manifest is a leftover of a killed run
+        store.create_collection(ev, self.embedder.dim)
+        embedded = reused = 0
+        for i in range(0, len(chunks), EMBED_BATCH):
+            batch = chunks[i:i + EMBED_BATCH]
+            texts = [c.embedding_text for c in batch]
+            hashes_known = self.cache.get_many(self.embedder.model_id, [c.text_hash for c in batch])
+            if len(hashes_known) < len({c.text_hash for c in batch}):
+                self._warm_embedder()
+            vectors, e, r = embed_with_cache(self.embedder, self.cache, texts)
+            embedded += e
+            reused += r
+            store.add(ev, [VectorRecord(id=c.chunk_id, vector=v, metadata={
+                "product_id": c.product_id, "domain": product.domain, "classification": product.classification,
+                "document": c.document}) for c, v in zip(batch, vectors)])
+            self.progress.advance(key, len(batch))
+        self.progress.end(key)
+        report.embedded, report.reused = embedded, reused
+        self.versions.write_embedding_manifest(ev, {
+            "kind": "embedding-product-version",
+            "product_id": product.id,
+            "chunk_version": cv,
+            "model_id": self.embedder.model_id,
+            "model_name": self.embedder.name,
+            "dim": self.embedder.dim,
+            "normalize": self.embedder.normalize,
+            "store": self.settings.store,
+            "n_vectors": len(chunks),
+            "embedded": embedded,
+            "reused": reused,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "libraries": library_versions(),
+            "timings": {"embed_s": round(time.perf_counter() - t0, 3)},
+        })
+

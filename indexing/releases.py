@@ -1,0 +1,183 @@
+"""Releases: immutable sets of embedding product versions served together, and the `current` alias.
+
+    releases/<release-id>.json   immutable release records
+    releases/current.json        the alias, replaced atomically on publish and rollback
+    releases/alias-log.jsonl     every move of the alias (what rollback walks back)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from indexing.atomic import write_json_atomic
+from indexing.versions import content_id
+from knowledge.errors import ReleaseNotFound
+
+CURRENT = "current"
+
+
+@dataclass(frozen=True)
+class ProductEntry:
+    """One product as served by a release."""
+
+    product_id: str
+    product_version: str
+    domain: str
+    classification: str
+    chunk_version: str
+    embedding_version: str
+    documents: dict[str, str]  # document id → revision hash
+    n_chunks: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    created_at: str
+    store: str
+    model_id: str
+    products: dict[str, ProductEntry]
+    parent: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "created_at": self.created_at, "store": self.store, "model_id": self.model_id,
+                "parent": self.parent, "notes": self.notes,
+                "products": {pid: e.as_dict() for pid, e in sorted(self.products.items())}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Release:
+        return cls(id=d["id"], created_at=d["created_at"], store=d["store"], model_id=d["model_id"],
+                   parent=d.get("parent"), notes=d.get("notes", {}),
+                   products={pid: ProductEntry(**e) for pid, e in d["products"].items()})
+
+    @property
+    def collections(self) -> tuple[str, ...]:
+        return tuple(e.embedding_version for e in self.products.values())
+
+
+def release_id(products: dict[str, ProductEntry], store: str) -> str:
+    """Content-derived: the same embedding versions in the same store give the same release."""
+    return content_id("rel", {"store": store, "products": {p: e.embedding_version for p, e in products.items()}}, 16)
+
+
+@dataclass(frozen=True)
+class ReleaseDiff:
+    a: str
+    b: str
+    added: list[tuple[str, str]]  # (product, document)
+    removed: list[tuple[str, str]]
+    changed: list[tuple[str, str]]
+    products_added: list[str]
+    products_removed: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        def docs(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+            return [{"product": p, "document": d} for p, d in pairs]
+        return {"a": self.a, "b": self.b, "added": docs(self.added), "removed": docs(self.removed),
+                "changed": docs(self.changed), "products_added": self.products_added,
+                "products_removed": self.products_removed}
+
+
+class ReleaseRegistry:
+    def __init__(self, data_dir: Path):
+        self.dir = Path(data_dir) / "releases"
+
+    def _path(self, rid: str) -> Path:
+        return self.dir / f"{rid}.json"
+
+    def create(self, products: dict[str, ProductEntry], *, store: str, model_id: str, parent: str | None,
+               notes: dict[str, Any] | None = None) -> Release:
+        """Record a release (idempotent: an existing release with the same id is returned unchanged)."""
+        rid = release_id(products, store)
+        if self._path(rid).is_file():
+            return self.get(rid)
+        rel = Release(id=rid, created_at=datetime.now(UTC).isoformat(timespec="seconds"), store=store,
+                      model_id=model_id, products=products, parent=parent, notes=notes or {})
+        write_json_atomic(self._path(rid), rel.as_dict())
+        return rel
+
+    def get(self, ref: str) -> Release:
+        """A release by id, or the one the `current` alias names."""
+        rid = self.current_id() if ref == CURRENT else ref
+        if rid is None:
+            raise ReleaseNotFound("no release is current yet; run `meshrag index` to build and publish one")
+        path = self._path(rid)
+        if not path.is_file() or rid.startswith("."):
+            known = ", ".join(r.id for r in self.list()[-5:]) or "none"
+            raise ReleaseNotFound(f"no release {rid!r}; recent releases: {known} (see `meshrag releases list`)")
+        return Release.from_dict(json.loads(path.read_text("utf-8")))
+
+    def list(self) -> list[Release]:
+        if not self.dir.is_dir():
+            return []
+        rels = [Release.from_dict(json.loads(p.read_text("utf-8")))
+                for p in self.dir.glob("rel-*.json")]
+        return sorted(rels, key=lambda r: (r.created_at, r.id))
+
+    def current_id(self) -> str | None:
+        path = self.dir / f"{CURRENT}.json"
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text("utf-8"))["release_id"]
+
+    def current(self) -> Release | None:
+        rid = self.current_id()
+        return self.get(rid) if rid else None
+
+    def publish(self, rid: str, *, reason: str = "publish") -> Release:
+        """Point `current` at the release in one atomic rename, and log the move."""
+        rel = self.get(rid)
+        previous = self.current_id()
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with (self.dir / "alias-log.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"at": now, "from": previous, "to": rel.id, "reason": reason}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        write_json_atomic(self.dir / f"{CURRENT}.json", {"release_id": rel.id, "moved_at": now, "previous": previous})
+        return rel
+
+    def rollback(self, to: str | None = None) -> Release:
+        """Make `to` current, or by default the release that was current before the present one."""
+        if to is None:
+            cur = self.current_id()
+            if cur is None:
+                raise ReleaseNotFound("nothing to roll back: no release is current")
+            target = None
+            for entry in reversed(self.alias_log()):
+                if entry["to"] == cur and entry["from"]:
+                    target = entry["from"]
+                    break
+            if target is None:
+                raise ReleaseNotFound(f"release {cur} has no earlier current release to roll back to; "
+                                      "pass an explicit release id")
+            to = target
+        return self.publish(to, reason="rollback")
+
+    def alias_log(self) -> list[dict[str, Any]]:
+        path = self.dir / "alias-log.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+    def diff(self, a: str, b: str) -> ReleaseDiff:
+        """Documents added, removed and changed going from release `a` to release `b`."""
+        ra, rb = self.get(a), self.get(b)
+        added, removed, changed = [], [], []
+        for pid in sorted(set(ra.products) | set(rb.products)):
+            da = ra.products[pid].documents if pid in ra.products else {}
+            db = rb.products[pid].documents if pid in rb.products else {}
+            added += [(pid, d) for d in sorted(set(db) - set(da))]
+            removed += [(pid, d) for d in sorted(set(da) - set(db))]
+            changed += [(pid, d) for d in sorted(set(da) & set(db)) if da[d] != db[d]]
+        return ReleaseDiff(ra.id, rb.id, added, removed, changed,
+                           sorted(set(rb.products) - set(ra.products)), sorted(set(ra.products) - set(rb.products)))
