@@ -32,8 +32,9 @@ from indexing.releases import ProductEntry, Release, ReleaseRegistry
 from indexing.settings import IndexSettings
 from indexing.sources import load_document
 from indexing.stores.factory import create_store
-from indexing.types import Chunk, Embedder, PiiFinding, VectorRecord, VectorStore
+from indexing.types import Chunk, Embedder, PiiFinding, SourceDocument, VectorRecord, VectorStore
 from indexing.versions import VersionStore, chunk_version_id, embedding_version_id, library_versions
+from knowledge.cards import CATALOG_DOCUMENT, render_card
 from knowledge.catalog import Catalog
 from knowledge.errors import ConfigError, MeshragError
 from knowledge.model import KnowledgeProduct
@@ -113,6 +114,12 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def catalog_document(product: KnowledgeProduct, card: str, revision: str) -> SourceDocument:
+    """The product's catalog card as a source document (id `_catalog`)."""
+    return SourceDocument(product_id=product.id, path=CATALOG_DOCUMENT, format="md", text=card, revision=revision,
+                          title=f"{product.title} — catalog card")
 
 
 class IndexPipeline:
@@ -265,8 +272,11 @@ class IndexPipeline:
         return report, entry
 
     def _build(self, product: KnowledgeProduct, prev: ProductEntry | None, report: ProductReport) -> ProductEntry:
-        paths = {product.document_id(p): p for p in product.documents()}
-        revisions = {doc_id: sha256_file(path) for doc_id, path in paths.items()}
+        paths: dict[str, Path | str] = {product.document_id(p): p for p in product.documents()}
+        revisions = {doc_id: sha256_file(path) for doc_id, path in paths.items() if isinstance(path, Path)}
+        card = render_card(product)
+        paths[CATALOG_DOCUMENT] = card
+        revisions[CATALOG_DOCUMENT] = hashlib.sha256(card.encode("utf-8")).hexdigest()
         before = prev.documents if prev else {}
         report.added = sum(1 for d in revisions if d not in before)
         report.changed = sum(1 for d in revisions if d in before and before[d] != revisions[d])
@@ -299,7 +309,7 @@ class IndexPipeline:
                             classification=product.classification, chunk_version=cv, embedding_version=ev,
                             documents=revisions, n_chunks=len(chunks))
 
-    def _chunk_product(self, product: KnowledgeProduct, paths: dict[str, Path], revisions: dict[str, str],
+    def _chunk_product(self, product: KnowledgeProduct, paths: dict[str, Path | str], revisions: dict[str, str],
                        prev: ProductEntry | None, fingerprint: dict[str, Any], report: ProductReport
                        ) -> tuple[list[Chunk], dict[str, Any]]:
         t0 = time.perf_counter()
@@ -324,7 +334,9 @@ class IndexPipeline:
             if doc_id in reusable:
                 chunks.extend(reusable[doc_id])
                 continue
-            doc = load_document(product.id, paths[doc_id], doc_id)
+            source = paths[doc_id]
+            doc = load_document(product.id, source, doc_id) if isinstance(source, Path) else \
+                catalog_document(product, source, revisions[doc_id])
             findings: list[PiiFinding] = self.pii.scan(doc.text)
             if findings:
                 counts = Counter(f.entity_type for f in findings)

@@ -1,0 +1,121 @@
+"""Values of the query side: search requests and hits, answers, citations, provenance records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from indexing.types import Chunk
+from knowledge.model import Principal
+
+CURRENT = "current"
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A retrieval query. Filters narrow what the principal may read; they never widen it."""
+
+    query: str
+    principal: Principal
+    k: int = 8
+    release: str = CURRENT
+    products: tuple[str, ...] | None = None
+    domains: tuple[str, ...] | None = None
+    classifications: tuple[str, ...] | None = None
+    documents: tuple[str, ...] | None = None
+    rerank: bool | None = None  # None: as configured
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """One hit: the chunk, where it was served from, and every score that ranked it."""
+
+    chunk: Chunk
+    release_id: str
+    product_version: str
+    chunk_version: str
+    embedding_version: str
+    domain: str
+    classification: str
+    score: float  # final (fused, or reranked when a reranker ran)
+    rank: int  # 1-based final rank
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    keyword_score: float | None = None
+    keyword_rank: int | None = None
+    rerank_score: float | None = None
+
+    @property
+    def chunk_id(self) -> str:
+        return self.chunk.chunk_id
+
+    @property
+    def product_id(self) -> str:
+        return self.chunk.product_id
+
+    def scores(self) -> dict[str, float | int | None]:
+        return {"score": self.score, "rank": self.rank, "dense": self.dense_score, "dense_rank": self.dense_rank,
+                "keyword": self.keyword_score, "keyword_rank": self.keyword_rank, "rerank": self.rerank_score}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    release_id: str
+    hits: tuple[RetrievedChunk, ...]
+    params: dict[str, Any] = field(default_factory=dict)  # k, fusion constants, filters, reranker: for provenance
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Enough to find and re-check the cited text: product + versions, document + revision, span."""
+
+    marker: int  # the n of "[n]" in the answer text
+    chunk_id: str
+    product_id: str
+    product_version: str
+    release_id: str
+    chunk_version: str
+    document: str
+    doc_revision: str
+    start: int  # character span in the document's (normalised) text
+    end: int
+    heading_path: tuple[str, ...]
+    text: str  # the cited chunk text (redacted where the product's PII policy says so)
+    scores: dict[str, float | int | None] = field(default_factory=dict)  # retrieval scores + "support"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["heading_path"] = list(self.heading_path)
+        return d
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    text: str
+    markers: tuple[int, ...]
+    support: float  # best support score of its citations (0 when none)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One shape for every answerer (extractive or LLM)."""
+
+    question: str
+    text: str  # with [n] markers
+    citations: tuple[Citation, ...]
+    abstained: bool
+    support: float  # how well the retrieved context supports answering at all (calibrated threshold)
+    answerer: str  # name@version
+    prompt_version: str | None = None
+    model: str | None = None
+    sentences: tuple[AnswerSentence, ...] = ()
+    dropped_citations: int = 0  # markers removed: unresolvable or unsupported
+    closest_products: tuple[str, ...] = ()  # on abstention: readable products nearest the question
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "text": self.text, "abstained": self.abstained, "support": self.support,
+                "answerer": self.answerer, "prompt_version": self.prompt_version, "model": self.model,
+                "citations": [c.as_dict() for c in self.citations],
+                "sentences": [asdict(s) | {"markers": list(s.markers)} for s in self.sentences],
+                "dropped_citations": self.dropped_citations, "closest_products": list(self.closest_products)}
