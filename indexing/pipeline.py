@@ -39,7 +39,7 @@ from knowledge.catalog import Catalog
 from knowledge.errors import ConfigError, MeshragError
 from knowledge.model import KnowledgeProduct
 
-EMBED_BATCH = 256  # chunks per progress step / store write
+EMBED_BATCH = 256  # chunks per embedding call (and progress step)
 
 
 class Progress(Protocol):
@@ -137,7 +137,7 @@ class IndexPipeline:
         self.releases = ReleaseRegistry(self.data_dir)
         self.pii = PiiScanner()
         self.chunker: Chunker | None = None
-        self.cache = EmbeddingCache(self.data_dir / "cache" / "embeddings.sqlite")
+        self.cache = EmbeddingCache(settings.resolved_cache_dir() / "embeddings.sqlite")
 
     # --------------------------------------------------------------------------------- parts
     @property
@@ -400,19 +400,20 @@ class IndexPipeline:
             store.drop_collection(ev)  # a collection without a manifest is a leftover of a killed run
         store.create_collection(ev, self.embedder.dim)
         embedded = reused = 0
+        records: list[VectorRecord] = []
         for i in range(0, len(chunks), EMBED_BATCH):
             batch = chunks[i:i + EMBED_BATCH]
-            texts = [c.embedding_text for c in batch]
-            hashes_known = self.cache.get_many(self.embedder.model_id, [c.text_hash for c in batch])
-            if len(hashes_known) < len({c.text_hash for c in batch}):
-                self._warm_embedder()
-            vectors, e, r = embed_with_cache(self.embedder, self.cache, texts)
+            known = self.cache.get_many(self.embedder.model_id, [c.text_hash for c in batch])
+            if len(known) < len({c.text_hash for c in batch}):
+                self._warm_embedder()  # only load the model when something is not cached
+            vectors, e, r = embed_with_cache(self.embedder, self.cache, [c.embedding_text for c in batch])
             embedded += e
             reused += r
-            store.add(ev, [VectorRecord(id=c.chunk_id, vector=v, metadata={
+            records += [VectorRecord(id=c.chunk_id, vector=v, metadata={
                 "product_id": c.product_id, "domain": product.domain, "classification": product.classification,
-                "document": c.document}) for c, v in zip(batch, vectors)])
+                "document": c.document}) for c, v in zip(batch, vectors)]
             self.progress.advance(key, len(batch))
+        store.add(ev, records)  # one bulk write: FAISS rewrites a collection per add, pgvector COPYs once
         self.progress.end(key)
         report.embedded, report.reused = embedded, reused
         self.versions.write_embedding_manifest(ev, {

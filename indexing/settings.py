@@ -25,6 +25,11 @@ class IndexSettings(BaseSettings):
     chunk_max_tokens: int = Field(200, ge=32, le=2000)
     chunk_overlap_tokens: int = Field(40, ge=0, le=500)
     embed_batch_size: int = Field(64, ge=1, le=4096)
+    # The embedding cache may be shared between data directories (same model → same vectors).
+    cache_dir: Path | None = None
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    def resolved_cache_dir(self) -> Path:
+        return (self.cache_dir or self.data_dir / "cache").expanduser().resolve()
