@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from indexing.types import PiiFinding
+from knowledge.errors import ConfigError
 
 ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS",
@@ -50,11 +51,14 @@ _PHONE_CONTEXT = re.compile(
     r"\b(phone|call|tel|telephone|mobile|cell|fax|sms|whatsapp)\b[^\d\n]{0,20}$", re.IGNORECASE
 )
 _PHONE_CONTEXT_WINDOW = 30
+_WINDOW = 100_000  # characters analysed at once
+_WINDOW_OVERLAP = 500  # longer than any finding, so one cut by a window edge is whole in the next
 _EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 
 
 class PiiScanner:
-    """Detects PII in text; `warm_up()` builds the analyzer (about 0.2 s, no downloads)."""
+    """Detects PII in text. `warm_up()` builds the analyzer: no downloads, but a few seconds the first time
+    in a process, because presidio imports transformers."""
 
     NAME = "pii-presidio-patterns"
     # Bump when detection changes (entities, thresholds, recognizer settings): redacted text changes.
@@ -63,8 +67,6 @@ class PiiScanner:
     def __init__(self, entities: Sequence[str] = ENTITIES, language: str = "en") -> None:
         unknown = sorted(set(entities) - set(ENTITIES))
         if unknown:
-            from knowledge.errors import ConfigError
-
             raise ConfigError(f"unknown PII entity types {unknown}; choose from {list(ENTITIES)}")
         self.name = self.NAME
         self.version = self.VERSION
@@ -104,7 +106,7 @@ class PiiScanner:
             def validate_result(self, pattern_text: str) -> bool | None:
                 return True if _EMAIL_DOMAIN.search(pattern_text) else False
 
-        _MASTERCARD_2_SERIES = Pattern(
+        mastercard_2_series = Pattern(
             "Mastercard 2-series (weak, Luhn-checked)",
             r"\b(2(?:2[2-9]\d|[3-6]\d{2}|7[01]\d|720))[- ]?(\d{4})[- ]?(\d{4})[- ]?(\d{4})\b",
             0.3,
@@ -116,7 +118,7 @@ class PiiScanner:
             OfflineEmailRecognizer(supported_language=language),
             PhoneRecognizer(supported_language=language, supported_regions=("US",)),
             CreditCardRecognizer(
-                supported_language=language, patterns=[*CreditCardRecognizer.PATTERNS, _MASTERCARD_2_SERIES]
+                supported_language=language, patterns=[*CreditCardRecognizer.PATTERNS, mastercard_2_series]
             ),
             IbanRecognizer(supported_language=language),
             UsSsnRecognizer(supported_language=language),
@@ -131,13 +133,19 @@ class PiiScanner:
             raise RuntimeError("PiiScanner is not warmed up: call warm_up() first")
         if not text.strip():
             return []
-        results = self._analyzer.analyze(text=text, language=self.language, entities=list(self.entities))
-        candidates = [
-            PiiFinding(r.entity_type, r.start, r.end, round(float(r.score), 4))
-            for r in results
-            if r.score >= THRESHOLDS.get(r.entity_type, 1.0)
-            and _plausible(text, r.entity_type, r.start, r.end)
-        ]
+        candidates: list[PiiFinding] = []
+        # spaCy refuses texts over 1M characters; overlapping windows also keep memory flat.
+        for offset in range(0, len(text), _WINDOW - _WINDOW_OVERLAP):
+            window = text[offset : offset + _WINDOW]
+            results = self._analyzer.analyze(text=window, language=self.language, entities=list(self.entities))
+            candidates.extend(
+                PiiFinding(r.entity_type, offset + r.start, offset + r.end, round(float(r.score), 4))
+                for r in results
+                if r.score >= THRESHOLDS.get(r.entity_type, 1.0)
+                and _plausible(text, r.entity_type, offset + r.start, offset + r.end)
+            )
+            if offset + _WINDOW >= len(text):
+                break
         return resolve_overlaps(candidates)
 
     def redact_span(self, text: str, start: int, end: int, findings: Sequence[PiiFinding]) -> tuple[str, int]:

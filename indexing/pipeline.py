@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from openlineage.client.event_v2 import RunState
 
+from indexing import injection, sources
 from indexing.atomic import remove_stale_staging
 from indexing.chunking import PROMPT_INJECTION_FLAG, Chunker, ChunkerConfig
 from indexing.embedder import create_embedder
@@ -173,7 +174,9 @@ class IndexPipeline:
     def pipeline_fingerprint(self, policy: str) -> dict[str, Any]:
         """Everything besides the sources that shapes a product's chunks (goes into chunk version ids)."""
         cfg = ChunkerConfig(max_tokens=self.settings.chunk_max_tokens, overlap_tokens=self.settings.chunk_overlap_tokens)
-        return {"chunker": {"name": Chunker.NAME, "version": Chunker.VERSION, **asdict(cfg)},
+        return {"loader": {"name": sources.NAME, "version": sources.VERSION},
+                "injection": {"name": injection.NAME, "version": injection.VERSION},
+                "chunker": {"name": Chunker.NAME, "version": Chunker.VERSION, **asdict(cfg)},
                 "pii": {"name": PiiScanner.NAME, "version": PiiScanner.VERSION, "policy": policy},
                 "embedder_tokenizer": self.embedder.model_id}
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import SourceError
 from indexing.types import SourceDocument
+from knowledge.errors import SourceError
 
 NAME = "source-loader"
 # Bump when any format's rendering changes: the text (and so every chunk id) of those files changes.
