@@ -41,3 +41,11 @@ class CollectionNotFound(MeshragError):
 
 class SourceError(MeshragError):
     """A source document cannot be read or parsed."""
+
+
+class ProvenanceNotFound(MeshragError):
+    """No provenance record with that request id (among those the caller may read)."""
+
+
+class ProvenanceCorrupt(MeshragError):
+    """The provenance log cannot be read as it was written; `meshrag provenance verify` says where."""
