@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -31,7 +31,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -42,7 +42,7 @@ def publish_dir_atomic(staging: Path, final: Path) -> None:
     """Move a fully written staging folder to its final name in one rename. If another run already
     published the same content-addressed folder, keep that one."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    _fsync_dir(staging)
+    fsync_dir(staging)
     try:
         os.rename(staging, final)
     except OSError:
@@ -50,7 +50,7 @@ def publish_dir_atomic(staging: Path, final: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
             return
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def staging_dir(parent: Path, name: str) -> Path:

@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote
 import faiss
 import numpy as np
 
+from indexing.atomic import fsync_dir
 from indexing.stores.common import (
     FILTER_FIELDS,
     check_collection_name,
@@ -223,7 +224,7 @@ class FaissStore:
                 raise missing_collections([collection])
             trash = self.root / f".trash-{uuid.uuid4().hex}"
             os.replace(self._folder(collection), trash)  # atomic: gone from listings at once
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._cache.pop(collection, None)
             shutil.rmtree(trash)
 
@@ -414,7 +415,7 @@ class FaissStore:
             "versions": {"faiss": faiss.__version__, "numpy": np.__version__},
         }
         _write_atomic(folder / MANIFEST, lambda p: _write_text(p, [json.dumps(manifest, indent=2)]))
-        _fsync_dir(folder)
+        fsync_dir(folder)
         self._cache[col.name] = col
         for stale in folder.iterdir():
             if stale.name not in {MANIFEST, index_file, records_file}:
@@ -440,14 +441,6 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 def _write_text(path: Path, chunks: Iterable[str]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         fh.writelines(chunks)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _warn_on_version_change(collection: str, saved: dict[str, str]) -> None:
