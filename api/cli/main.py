@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import index, products
+from api.cli import ask, index, products, provenance, search
 
 app = typer.Typer(
     name="meshrag",
@@ -15,6 +15,10 @@ app = typer.Typer(
 app.add_typer(products.app, name="products")
 app.command("index")(index.index)
 app.add_typer(index.releases_app, name="releases")
+app.add_typer(provenance.app, name="provenance")
+app.command("search")(search.search)
+app.command("ask")(ask.ask)
+provenance.app.command("replay")(ask.replay)
 
 
 if __name__ == "__main__":  # pragma: no cover

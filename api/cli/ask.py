@@ -1,0 +1,86 @@
+"""`meshrag ask`: a grounded answer with verified citations, recorded in the provenance log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from api.cli.common import console, domain_errors, err_console, print_json
+from knowledge.model import Principal
+from retrieval.searcher import result_as_dict
+from retrieval.service import MeshService
+from retrieval.settings import RetrievalSettings
+from retrieval.types import CURRENT, SearchRequest
+
+
+def ask(
+    question: str = typer.Argument(..., help="The question, in natural language."),
+    roles: list[str] = typer.Option(None, "--as", help="Ask with this role (repeatable). Without it: public products only."),
+    principal_name: str | None = typer.Option(None, "--principal", help="Who is asking (recorded in provenance)."),
+    product: list[str] = typer.Option(None, "--product", help="Only this product (repeatable)."),
+    domain: list[str] = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
+    release: str = typer.Option(CURRENT, "--release", help="Release id to answer from, or 'current'."),
+    k: int = typer.Option(8, "-k", "--k", min=1, max=50, help="How many chunks the answerer sees."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Index data directory (default: MESHRAG_DATA_DIR, else ./.meshrag)."),
+    as_json: bool = typer.Option(False, "--json", help="Print answer, citations, retrieval and provenance as JSON."),
+) -> None:
+    """Answer from the products you may read, citing where each sentence comes from."""
+    principal = Principal(id=principal_name or "cli", roles=frozenset(roles or ()))
+    if not principal.roles:
+        err_console.print("[yellow]asking with no roles: public products only (pass --as ROLE to read more)[/]")
+    with domain_errors():
+        settings = RetrievalSettings(**({"data_dir": data_dir} if data_dir is not None else {}))
+        service = MeshService(settings)
+        service.warm_up()
+        result = service.ask(SearchRequest(query=question, principal=principal, k=k, release=release,
+                                           products=tuple(product) if product else None,
+                                           domains=tuple(domain) if domain else None))
+    answer = result.answer
+    if as_json:
+        print_json({"request_id": result.request_id, "answer": answer.as_dict(), "products": list(result.products),
+                    "retrieval": result_as_dict(result.search), "timings_ms": result.timings_ms,
+                    "provenance": {"seq": result.record.seq, "hash": result.record.hash}})
+        return
+    style = "yellow" if answer.abstained else "bold"
+    console.print(f"[{style}]{answer.text}[/]")
+    if answer.closest_products:
+        console.print(f"closest readable products: {', '.join(answer.closest_products)}")
+    if answer.citations:
+        table = Table(title="citations")
+        for col in ("n", "product", "document", "span", "section", "support"):
+            table.add_column(col, no_wrap=col in ("n", "product", "span"))
+        for c in answer.citations:
+            table.add_row(str(c.marker), f"{c.product_id} v{c.product_version}", c.document, f"{c.start}–{c.end}",
+                          " > ".join(c.heading_path), f"{c.scores.get('support', 0):.2f}")
+        console.print(table)
+    for p in result.products:
+        f = p["freshness"]
+        console.print(f"[dim]{p['id']}: owner {p['owner']} ({p['team']}), {p['classification']}, "
+                      f"freshness {f['status']} (last update {f['last_update']}, SLA {f['sla_days']:.0f} days)[/]")
+    console.print(f"[dim]request {result.request_id} · release {result.search.release_id} · "
+                  f"{answer.dropped_citations} citation(s) dropped · {result.timings_ms['total']:.0f} ms[/]")
+
+
+def replay(
+    request_id: str = typer.Argument(..., help="The request id of a recorded answer."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Index data directory (default: MESHRAG_DATA_DIR, else ./.meshrag)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-run a recorded retrieval against its pinned release; exit 1 when other chunks come back."""
+    with domain_errors():
+        settings = RetrievalSettings(**({"data_dir": data_dir} if data_dir is not None else {}))
+        service = MeshService(settings)
+        service.warm_up()
+        report = service.replay(request_id)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    elif report.same:
+        console.print(f"[green]reproduced[/]: the same {len(report.original)} chunks in the same order from {report.release_id}")
+    else:
+        d = report.as_dict()
+        console.print(f"[bold red]differs[/] on {report.release_id}: missing {d['missing']}, extra {d['extra']}")
+    if not report.same:
+        raise typer.Exit(1)

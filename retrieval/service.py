@@ -1,0 +1,147 @@
+"""The ask flow in one place: resolve readable products → hybrid retrieval → answer → verify citations
+→ write the provenance record → return. The record is durable before `ask` returns."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from indexing.stores.embedded_pg import start_postgres
+from knowledge.catalog import freshness
+from knowledge.errors import ConfigError
+from knowledge.model import Principal
+from retrieval.answer.base import Answerer
+from retrieval.answer.extractive import ExtractiveAnswerer
+from retrieval.answer.support import SupportScorer
+from retrieval.provenance import ProvenanceLog, ProvenanceRecord, create_provenance_log, record_from
+from retrieval.searcher import MeshSearcher
+from retrieval.settings import RetrievalSettings
+from retrieval.types import Answer, SearchRequest, SearchResult
+
+
+@dataclass(frozen=True)
+class AskResult:
+    request_id: str
+    answer: Answer
+    search: SearchResult
+    record: ProvenanceRecord
+    products: tuple[dict[str, Any], ...] = ()  # catalog facts (owner, freshness) of the cited products
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    request_id: str
+    release_id: str
+    same: bool
+    original: tuple[str, ...]
+    replayed: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "release_id": self.release_id, "same": self.same,
+                "original": list(self.original), "replayed": list(self.replayed),
+                "missing": [c for c in self.original if c not in self.replayed],
+                "extra": [c for c in self.replayed if c not in self.original]}
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class MeshService:
+    """Search, ask and replay over one data directory. Construct cheaply, `warm_up()` once."""
+
+    def __init__(self, settings: RetrievalSettings, *, searcher: MeshSearcher | None = None,
+                 answerer: Answerer | None = None, provenance: ProvenanceLog | None = None) -> None:
+        self.settings = settings
+        self.searcher = searcher or MeshSearcher(settings)
+        self._answerer = answerer
+        self._provenance = provenance
+
+    def warm_up(self) -> None:
+        self.searcher.warm_up()
+        if self._answerer is None:
+            self._answerer = self._create_answerer()
+        self._answerer.warm_up()
+        if self._provenance is None:
+            self._provenance = self._create_provenance()
+        self._provenance.warm_up()
+
+    def _create_answerer(self) -> Answerer:
+        scorer = SupportScorer(self.searcher.embedder)
+        if self.settings.answerer == "extractive":
+            return ExtractiveAnswerer(scorer)
+        from retrieval.answer.llm import LLMAnswerer, create_chat_model
+
+        return LLMAnswerer(create_chat_model(self.settings), scorer)
+
+    def _create_provenance(self) -> ProvenanceLog:
+        kind = self.settings.provenance_backend or ("postgres" if self.settings.store == "pgvector" else "sqlite")
+        dsn = self.settings.dsn
+        if kind == "postgres" and dsn is None:
+            if self.settings.store != "pgvector":
+                raise ConfigError("provenance_backend=postgres needs MESHRAG_DSN (or store=pgvector with the embedded server)")
+            dsn = start_postgres(self.settings.resolved_data_dir() / "postgres")
+        return create_provenance_log(kind, self.settings.resolved_data_dir(), dsn, self.settings.pg_schema)
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            raise RuntimeError("MeshService is not warmed up: call warm_up() first")
+        return self._answerer
+
+    @property
+    def provenance(self) -> ProvenanceLog:
+        if self._provenance is None:
+            raise RuntimeError("MeshService is not warmed up: call warm_up() first")
+        return self._provenance
+
+    # ------------------------------------------------------------------------------------------ flows
+    def search(self, req: SearchRequest) -> SearchResult:
+        return self.searcher.search(req)
+
+    def ask(self, req: SearchRequest, *, request_id: str | None = None) -> AskResult:
+        """Answer from what the principal may read; the provenance record is written before returning."""
+        t0 = time.perf_counter()
+        request_id = request_id or new_request_id()
+        result = self.searcher.search(req)
+        t1 = time.perf_counter()
+        answer = self.answerer.answer(req.query, result.hits)
+        t2 = time.perf_counter()
+        timings = {"search": round((t1 - t0) * 1000, 3), "answer": round((t2 - t1) * 1000, 3)}
+        record = self.provenance.append(record_from(request_id, req.principal, req.query, result, answer, timings))
+        timings["provenance"] = round((time.perf_counter() - t2) * 1000, 3)
+        timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
+        return AskResult(request_id=request_id, answer=answer, search=result, record=record,
+                         products=self.cited_products(answer, req.principal), timings_ms=timings)
+
+    def cited_products(self, answer: Answer, principal: Principal) -> tuple[dict[str, Any], ...]:
+        """Catalog facts of the products an answer cites (all readable: citations come from trimmed hits)."""
+        catalog = self.searcher.catalog
+        out = []
+        for pid in dict.fromkeys(c.product_id for c in answer.citations):
+            product = catalog.products.get(pid)
+            if product is None or not principal.can_read(product):
+                continue
+            out.append({"id": pid, "name": product.title, "owner": product.owner.name, "team": product.team,
+                        "classification": product.classification, "freshness": freshness(product).as_dict()})
+        return tuple(out)
+
+    def replay(self, request_id: str) -> ReplayReport:
+        """Re-run the recorded retrieval against the recorded release; same chunks in the same order?"""
+        record = self.provenance.get(request_id, admin=True)
+        params = record.retrieval_params
+        filters = params.get("filters", {})
+
+        def tup(v: list[str] | None) -> tuple[str, ...] | None:
+            return None if v is None else tuple(v)
+
+        req = SearchRequest(query=record.question, principal=record.principal, k=int(params["k"]),
+                            release=record.release_id, products=tup(filters.get("products")),
+                            domains=tup(filters.get("domains")), classifications=tup(filters.get("classifications")),
+                            documents=tup(filters.get("documents")), rerank=params.get("reranker") is not None)
+        replayed = tuple(h.chunk_id for h in self.searcher.search(req).hits)
+        original = tuple(record.chunk_ids)
+        return ReplayReport(request_id, record.release_id, replayed == original, original, replayed)

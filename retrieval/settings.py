@@ -1,0 +1,59 @@
+"""Settings of the query side (environment prefix MESHRAG_): the index settings plus retrieval knobs.
+
+Defaults were measured on the sample mesh's 204 answerable golden questions with
+`python -m eval_sets.retrieval_check --data-dir DIR` (document-level recall@5 / nDCG@10, MiniLM, FAISS):
+
+    dense only 0.904 / 0.831     keyword only 0.890 / 0.766     plain RRF of both 0.924 / 0.836
+    + question words stripped from the keyword query           0.929 / 0.857
+    + same-document decay 0.7 (the defaults below)              0.946 / 0.868
+
+- `candidates` = 50 per list; 20–200 changed nDCG@10 by less than ±0.005.
+- `rrf_k` = 60 (Cormack, Clarke & Büttcher, SIGIR 2009); 10–100 moved nDCG@10 within ±0.005.
+- `dense_weight` = `keyword_weight` = 1.0; weight ratios from 0.5 to 2 moved nDCG@10 within ±0.01, so
+  the unweighted RRF stays.
+- `same_document_decay` = 0.7: a document's n-th chunk (n = 0, 1, …) in fused order has its score
+  multiplied by decay**n, so other documents' first chunks can move up (1.0 turns it off; 0.5 measured
+  0.946 / 0.872, recall@10 0.980, but leaves fewer neighbouring chunks of one document for an answerer).
+- `strip_question_words` = True: interrogatives, auxiliaries and pronouns are dropped from the BM25
+  query (not from the dense one); see `QUESTION_WORDS` in retrieval/searcher.py.
+- `top_k` = 8: chunks returned when a caller does not say (the CLI's `-k` default).
+- `torch_threads` = 1: torch intra-op threads while serving. A query is one short text; extra threads
+  only synchronise, and under concurrent load they spin against each other (MiniLM query embedding on
+  a busy 2-core machine: 16 ms with 1 thread, 390–700 ms with 2). None keeps torch's default.
+- `reranker_model` = None: no cross-encoder ships offline; set it to a local sentence-transformers
+  CrossEncoder folder to rerank the best `rerank_candidates` fused chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from indexing.settings import IndexSettings
+
+
+class RetrievalSettings(IndexSettings):
+    """Where the indexes are (inherited) and how a search ranks. Every field can be set as MESHRAG_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="MESHRAG_", extra="ignore")
+
+    top_k: int = Field(8, ge=1, le=200)
+    candidates: int = Field(50, ge=1, le=2000)
+    rrf_k: int = Field(60, ge=0, le=10_000)
+    same_document_decay: float = Field(0.7, gt=0.0, le=1.0)
+    strip_question_words: bool = True
+    dense_weight: float = Field(1.0, ge=0.0, le=100.0)
+    keyword_weight: float = Field(1.0, ge=0.0, le=100.0)
+    reranker_model: str | None = None
+    rerank_candidates: int = Field(30, ge=1, le=1000)
+    torch_threads: int | None = Field(1, ge=1, le=256)
+
+    # The answer stage. "extractive" is offline; "llm" calls an OpenAI-compatible endpoint through LangChain.
+    answerer: Literal["extractive", "llm"] = "extractive"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    # Where provenance records go: None = PostgreSQL when store=pgvector, else SQLite under the data dir.
+    provenance_backend: Literal["sqlite", "postgres"] | None = None

@@ -1,0 +1,151 @@
+"""Fixtures for the query side: small meshes indexed by the real pipeline (hash embedder, FAISS) in a
+temporary directory, and the bundled sample mesh indexed once per session with the real MiniLM."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from indexing.embedder import create_embedder
+from indexing.pipeline import IndexPipeline, IndexReport
+from indexing.settings import IndexSettings
+from indexing.types import Embedder
+from knowledge.settings import SAMPLE_MESH
+from retrieval.searcher import MeshSearcher
+from retrieval.settings import RetrievalSettings
+
+TEMPLATE = SAMPLE_MESH / "platform" / "mesh-handbook"
+
+PUBLIC = "platform.handbook"
+INTERNAL = "ops.runbooks"
+RESTRICTED = "people.pay"
+
+# Each product has words no other product uses, so a leak shows up as a hit.
+SMALL_MESH: dict[str, dict[str, Any]] = {
+    PUBLIC: {
+        "classification": "public", "roles": ["everyone"],
+        "docs": {
+            "publishing.md": "# Publishing a product\n\nEvery knowledge product needs an owner before it is "
+                             "published. The owner answers reader questions within two business days.\n\n"
+                             "## Freshness\n\nSources are reviewed at least every ninety days.\n",
+            "glossary.md": "# Glossary\n\nA release is an immutable set of embedding versions served together. "
+                           "The current alias names the release served by default.\n",
+        },
+    },
+    INTERNAL: {
+        "classification": "internal", "roles": ["employee", "analyst"],
+        "docs": {
+            "carrier-pickup.md": "# Missed carrier pickup\n\nWhen the carrier misses the 17:00 pickup at the "
+                                 "Reno warehouse, call the depot and rebook the pallet for the morning linehaul.\n",
+            "label-printer.md": "# Label printer outage\n\nIf the conveyor label printer jams, switch the line to "
+                                "the backup printer and reprint the wave.\n",
+        },
+    },
+    RESTRICTED: {
+        "classification": "restricted", "roles": ["people-partner"],
+        "docs": {
+            "pay-bands.md": "# Pay bands\n\nThe quokka band midpoint for an L4 engineer is 151,000 dollars. "
+                            "Bands stretch fifteen percent either side of the quokka midpoint.\n",
+            "bonus.md": "# Bonus plan\n\nThe zebrafish bonus pool is funded at ninety percent of target. "
+                        "Payout is salary times target times the zebrafish multiplier.\n",
+        },
+    },
+}
+
+
+def write_product(root: Path, pid: str, classification: str, roles: list[str], docs: dict[str, str]) -> Path:
+    """A valid product folder built from the sample handbook's YAML with the given access terms."""
+    domain, name = pid.split(".")
+    folder = root / domain / name
+    (folder / "docs").mkdir(parents=True, exist_ok=True)
+    descriptor = yaml.safe_load((TEMPLATE / "product.yaml").read_text())
+    contract = yaml.safe_load((TEMPLATE / "contract.yaml").read_text())
+    for d in (descriptor, contract):
+        d["id"], d["domain"], d["name"] = pid, domain, name.replace("-", " ").title()
+    descriptor["inputPorts"][0]["contractId"] = pid
+    descriptor["outputPorts"][0]["contractId"] = pid
+    contract["dataProduct"] = name
+    contract["roles"] = [{"role": r, "access": "read"} for r in roles]
+    contract["customProperties"] = [{"property": "classification", "value": classification},
+                                    {"property": "piiPolicy", "value": "allow"}]
+    (folder / "product.yaml").write_text(yaml.safe_dump(descriptor, sort_keys=False))
+    (folder / "contract.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    for rel, text in docs.items():
+        (folder / "docs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "docs" / rel).write_text(text)
+    return folder
+
+
+@dataclass
+class SmallMesh:
+    """A three-product mesh (public, internal, restricted) and its data directory."""
+
+    root: Path
+    data_dir: Path
+
+    def index(self) -> IndexReport:
+        settings = IndexSettings(data_dir=self.data_dir, mesh_roots=[self.root], embedder="hash")
+        return IndexPipeline(settings).run()
+
+    def settings(self, **overrides: Any) -> RetrievalSettings:
+        return RetrievalSettings(data_dir=self.data_dir, mesh_roots=[self.root], embedder="hash", **overrides)
+
+    def searcher(self, **overrides: Any) -> MeshSearcher:
+        searcher = MeshSearcher(self.settings(**overrides))
+        searcher.warm_up()
+        return searcher
+
+    def doc(self, pid: str, rel: str) -> Path:
+        domain, name = pid.split(".")
+        return self.root / domain / name / "docs" / rel
+
+
+@pytest.fixture
+def small_mesh(tmp_path: Path) -> SmallMesh:
+    """The small mesh, written and indexed (one release, published as current)."""
+    root = tmp_path / "mesh"
+    for pid, spec in SMALL_MESH.items():
+        write_product(root, pid, spec["classification"], spec["roles"], spec["docs"])
+    mesh = SmallMesh(root=root, data_dir=tmp_path / "data")
+    report = mesh.index()
+    assert report.published and not report.blocked, report.as_dict()
+    return mesh
+
+
+@pytest.fixture
+def searcher_of(small_mesh: SmallMesh) -> Callable[..., MeshSearcher]:
+    return small_mesh.searcher
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
+    """The real offline all-MiniLM-L6-v2, loaded once per session. `slow` tests only."""
+    embedder = create_embedder("minilm")
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory: pytest.TempPathFactory, minilm: Embedder) -> Path:
+    """The bundled sample mesh indexed with the real MiniLM into a session directory. `slow` tests only."""
+    data_dir = tmp_path_factory.mktemp("sample-index")
+    report = IndexPipeline(IndexSettings(data_dir=data_dir, mesh_roots=[SAMPLE_MESH]), embedder=minilm).run()
+    assert report.published and not report.blocked, report.as_dict()
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def sample_settings(sample_index: Path) -> RetrievalSettings:
+    return RetrievalSettings(data_dir=sample_index, mesh_roots=[SAMPLE_MESH])
+
+
+@pytest.fixture(scope="session")
+def sample_searcher(sample_settings: RetrievalSettings, minilm: Embedder) -> MeshSearcher:
+    searcher = MeshSearcher(sample_settings, embedder=minilm)
+    searcher.warm_up()
+    return searcher
