@@ -1,0 +1,151 @@
+"""Cutting text into sentences: chunk text into candidate answer sentences, and answer text (with `[n]`
+citation markers) into the sentences whose citations get checked.
+
+Chunk text is Markdown-like: headings, wrapped prose lines, list items, table rows, `key: value`
+fields. Each candidate is a `Segment` whose `text` is the source span with its whitespace collapsed,
+so ``" ".join(chunk.text[seg.start:seg.end].split()) == seg.text`` always holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+SegmentKind = Literal["prose", "list", "table", "field", "heading"]
+
+# Words whose trailing period does not end a sentence ("e.g.", "vs.", "approx.").
+_ABBREVIATIONS = frozenset({
+    "e.g", "i.e", "etc", "vs", "cf", "approx", "incl", "excl", "est", "dept", "fig", "no", "nos", "vol", "pp",
+    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr",
+    "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun",
+})
+_MARKER_GROUP = r"\[\s*\d+(?:\s*(?:[,;]|[-–])\s*\d+)*\s*\]"
+# End of a sentence: terminal punctuation, closing quotes/brackets/emphasis, then any citation markers.
+_BOUNDARY = re.compile(rf"[.!?]+[\"'”’)*_]*(?:\s*{_MARKER_GROUP})*")
+_NEXT_STARTS_SENTENCE = re.compile(r"\s+(?=[A-Z0-9\"'“‘(\[*`$£€])")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_TABLE_ROW = re.compile(r"^\s*\|")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_LIST_ITEM = re.compile(r"^(\s*)(?:[-*+•]|\d{1,3}[.)]|[a-z][.)])\s+")
+_FIELD = re.compile(r"^\s*[A-Za-z_][\w .-]{0,30}:\s+\S")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One candidate sentence of a chunk: collapsed text, its span in the chunk text, what it came from."""
+
+    text: str
+    start: int
+    end: int
+    kind: SegmentKind
+    block: int  # index of the blank-line-separated block (paragraph, list, table) holding it
+
+
+def collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of running text, leading/trailing whitespace excluded.
+
+    A sentence ends at . ! or ? (plus closing quotes and any `[n]` markers right after it) when the
+    next word starts like a sentence (capital, digit, quote, bracket) and the word before the period is
+    not an abbreviation or an initial."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for m in _BOUNDARY.finditer(text):
+        nxt = _NEXT_STARTS_SENTENCE.match(text, m.end())
+        if nxt is None or _is_abbreviation(text, m.start(), text[nxt.end():nxt.end() + 1]):
+            continue
+        spans.append((start, m.end()))
+        start = nxt.end()
+    spans.append((start, len(text)))
+    return [trimmed for a, b in spans if (trimmed := _trim(text, a, b)) is not None]
+
+
+def _is_abbreviation(text: str, punct_at: int, next_char: str) -> bool:
+    if text[punct_at] != ".":
+        return False
+    word = re.search(r"[\w.]*$", text[:punct_at]).group(0).lower()  # type: ignore[union-attr]
+    if not word:
+        return False
+    if word == "no":  # "No. 5" is a number; "No. The credit…" is an answer
+        return next_char.isdigit()
+    if word in _ABBREVIATIONS or re.fullmatch(r"(?:[a-z]\.)+[a-z]", word):
+        return True
+    return len(word) == 1 and word.isalpha() and text[punct_at - 1].isupper()  # an initial: "J. Feld"
+
+
+def _trim(text: str, a: int, b: int) -> tuple[int, int] | None:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return (a, b) if a < b else None
+
+
+def _blocks(text: str) -> Iterator[list[tuple[int, str]]]:
+    """Blank-line-separated blocks as lists of (offset, line), lines without their newline."""
+    lines: list[tuple[int, str]] = []
+    offset = 0
+    for raw in text.split("\n"):
+        if raw.strip():
+            lines.append((offset, raw))
+        elif lines:
+            yield lines
+            lines = []
+        offset += len(raw) + 1
+    if lines:
+        yield lines
+
+
+def segments(text: str) -> list[Segment]:
+    """Every sentence-like piece of chunk text, in order: prose sentences, list-item sentences, table
+    rows and fields, plus headings (kind "heading"). Table separator and header rows are left out."""
+    out: list[Segment] = []
+    for block_no, lines in enumerate(_blocks(text)):
+        all_fields = all(_FIELD.match(line) and len(line) <= 80 for _, line in lines)
+        unit: list[tuple[int, str]] = []  # the prose paragraph or list item being collected
+        unit_kind: SegmentKind = "prose"
+
+        def flush() -> None:
+            nonlocal unit
+            if unit:
+                out.extend(_sentences_of(text, unit[0][0], unit[-1][0] + len(unit[-1][1]), unit_kind, block_no))
+            unit = []
+
+        for i, (off, line) in enumerate(lines):
+            if _HEADING.match(line):
+                flush()
+                body = line.lstrip().lstrip("#")
+                out.append(_segment(text, off + len(line) - len(body), off + len(line), "heading", block_no))
+            elif _TABLE_ROW.match(line):
+                flush()
+                is_header = i + 1 < len(lines) and bool(_TABLE_SEPARATOR.match(lines[i + 1][1]))
+                if not _TABLE_SEPARATOR.match(line) and not is_header:
+                    out.append(_segment(text, off, off + len(line), "table", block_no))
+            elif all_fields:
+                out.append(_segment(text, off, off + len(line), "field", block_no))
+            elif (item := _LIST_ITEM.match(line)) is not None:
+                flush()
+                unit, unit_kind = [(off + item.end(), line[item.end():])], "list"
+            elif unit_kind == "list" and unit and line[:1].isspace():
+                unit.append((off, line))  # an indented continuation of the list item
+            else:
+                if unit_kind == "list":
+                    flush()
+                    unit_kind = "prose"
+                unit.append((off, line))
+        flush()
+    return [s for s in out if s.text]
+
+
+def _sentences_of(text: str, start: int, end: int, kind: SegmentKind, block: int) -> list[Segment]:
+    return [_segment(text, start + a, start + b, kind, block) for a, b in sentence_spans(text[start:end])]
+
+
+def _segment(text: str, start: int, end: int, kind: SegmentKind, block: int) -> Segment:
+    trimmed = _trim(text, start, end) or (start, start)
+    return Segment(collapse(text[trimmed[0]:trimmed[1]]), trimmed[0], trimmed[1], kind, block)
