@@ -20,41 +20,31 @@ def _days(delta: timedelta) -> str:
 
 
 def render_card(product: KnowledgeProduct) -> str:
-    """Markdown text of the card. Deterministic: the same contract gives the same bytes."""
-    members = "; ".join(f"{m.name} ({m.username}, {m.role})" for m in product.members)
-    declared = (f" The sources were last updated on {product.declared_last_update.date().isoformat()}."
+    """Markdown text of the card, in two sections (what and who; terms). Its title names the product's
+    topics, so every chunk's breadcrumb carries them; sentences are specific to the product, so the
+    six cards do not all match generic governance questions. Deterministic for the same contract."""
+    topics = ", ".join(product.tags)
+    members = "; ".join(f"{m.name} ({m.role})" for m in product.members if m.username != product.owner.username)
+    declared = (f" Its sources were last updated on {product.declared_last_update.date().isoformat()}."
                 if product.declared_last_update else "")
-    lines = [
-        f"# {product.title} — catalog card",
+    what = [
+        f"# {product.title} ({topics}) — catalog card",
         "",
-        f"{product.title} is the knowledge product `{product.id}` in the {product.domain} domain, version "
-        f"{product.version}, status {product.status}.",
+        "## What it is and who owns it",
         "",
-        "## Purpose",
+        f"{product.title} (`{product.id}`, {product.domain} domain, version {product.version}) is the knowledge "
+        f"product for: {product.purpose}",
+        *([f"Usage: {product.usage}"] if product.usage else []),
+        *([f"Limitations: {product.limitations}"] if product.limitations else []),
+        f"{product.title} is owned by {product.owner.name} ({product.owner.username}) of the {product.team} team"
+        + (f"; other members: {members}." if members else "."),
         "",
-        f"{product.purpose}",
+        "## Access, freshness and retention",
         "",
-        *([f"Usage: {product.usage}", ""] if product.usage else []),
-        *([f"Limitations: {product.limitations}", ""] if product.limitations else []),
-        "## Owner and team",
-        "",
-        f"The {product.title} product is owned by {product.owner.name} ({product.owner.username}) of the "
-        f"{product.team} team. Team members: {members}.",
-        "",
-        "## Access and classification",
-        "",
-        f"{product.title} is classified {product.classification}. Roles with read access: "
-        f"{', '.join(product.read_roles)}. PII policy: {product.pii_policy}.",
-        "",
-        "## Service levels and freshness",
-        "",
-        f"The freshness SLA of {product.title} is {_days(product.freshness_sla)}: its sources must be updated "
-        f"at least that often or the product is reported stale.{declared} Retention SLA: "
-        f"{_days(product.retention_sla)}.",
-        "",
-        "## Tags",
-        "",
-        ", ".join(product.tags) or "none",
+        f"{product.title} is classified {product.classification}; roles with read access: "
+        f"{', '.join(product.read_roles)}; PII policy: {product.pii_policy}.",
+        f"The freshness SLA of {product.title} is {_days(product.freshness_sla)}.{declared} "
+        f"Its retention SLA is {_days(product.retention_sla)}.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(what)
