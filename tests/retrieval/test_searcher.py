@@ -66,7 +66,7 @@ def test_principal_without_the_role_never_gets_restricted_chunks(small_mesh: Sma
         assert RESTRICTED not in result.params["products_searched"]
         assert all(h.keyword_score is None for h in result.hits)  # the query's words exist nowhere readable
     result = ask(searcher, query, PEOPLE, k=3)
-    assert {h.product_id for h in result.hits} == {RESTRICTED}
+    assert result.hits[0].product_id == RESTRICTED and result.hits[0].keyword_score is not None
     anon = ask(searcher, "carrier pickup pay bands release", ANON, k=EVERYTHING)
     assert {h.classification for h in anon.hits} == {"public"}
 
