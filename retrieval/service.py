@@ -75,7 +75,11 @@ class MeshService:
             return ExtractiveAnswerer(scorer)
         from retrieval.answer.llm import LLMAnswerer, create_chat_model
 
-        return LLMAnswerer(create_chat_model(self.settings), scorer)
+        model = create_chat_model(self.settings)
+        if model is None:
+            raise ConfigError("answerer=llm needs MESHRAG_LLM_MODEL (and MESHRAG_LLM_BASE_URL / MESHRAG_LLM_API_KEY "
+                              "for an OpenAI-compatible endpoint); or use MESHRAG_ANSWERER=extractive")
+        return LLMAnswerer(model, scorer)
 
     def _create_provenance(self) -> ProvenanceLog:
         kind = self.settings.provenance_backend or ("postgres" if self.settings.store == "pgvector" else "sqlite")

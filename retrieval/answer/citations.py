@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from knowledge.errors import ConfigError
 from retrieval.answer.base import citation_for
 from retrieval.answer.sentences import sentence_spans
 from retrieval.answer.support import SupportScorer
 from retrieval.types import AnswerSentence, Citation, RetrievedChunk
 
 _MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:[,;]|[-–])\s*\d{1,4})*)\s*\]")
+_SPACED_MARKER = re.compile(rf"\s*{_MARKER.pattern}")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
 _TRAILING_PUNCT = re.compile(r"[.!?]+[\"'”’)*_]*$")
 _MAX_RANGE = 20  # "[2-5]" expands; a longer range is taken as its two ends
@@ -64,9 +66,8 @@ def parse_markers(group: str) -> list[int]:
 
 
 def _clean(raw: str) -> str:
-    body = _MARKER.sub(" ", raw)
-    body = re.sub(r"\s+([.,;:!?])", r"\1", body)
-    return " ".join(body.split())
+    """The sentence without its markers (and the space before each), whitespace collapsed."""
+    return " ".join(_SPACED_MARKER.sub("", raw).split())
 
 
 def _pieces(answer_text: str) -> tuple[list[str], list[_Piece], int]:
@@ -105,7 +106,7 @@ def verify_citations(answer_text: str, context_hits: Sequence[RetrievedChunk], s
     """Keep the citations of `answer_text` that resolve to `context_hits` ([1] = first hit) and
     support their sentence; renumber them densely; count what was removed."""
     if not 0.0 <= min_support <= 1.0:
-        raise ValueError(f"min_support must be within [0, 1], got {min_support}")
+        raise ConfigError(f"min_support must be within [0, 1], got {min_support}")
     prefixes, pieces, dropped = _pieces(answer_text)
     n_hits = len(context_hits)
 

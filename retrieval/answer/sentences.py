@@ -30,6 +30,7 @@ _TABLE_ROW = re.compile(r"^\s*\|")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _LIST_ITEM = re.compile(r"^(\s*)(?:[-*+•]|\d{1,3}[.)]|[a-z][.)])\s+")
 _FIELD = re.compile(r"^\s*[A-Za-z_][\w .-]{0,30}:\s+\S")
+_CODE_FENCE = re.compile(r"^ {0,3}(```|~~~).*?(?:^ {0,3}\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -101,49 +102,56 @@ def _blocks(text: str) -> Iterator[list[tuple[int, str]]]:
         yield lines
 
 
+def _units(lines: list[tuple[int, str]]) -> Iterator[tuple[SegmentKind, int, int]]:
+    """(kind, start, end) of each heading, table row, field, list item and prose paragraph of a block."""
+    all_fields = all(_FIELD.match(line) and len(line) <= 80 for _, line in lines)
+    kind: SegmentKind = "prose"
+    start: int | None = None  # of the prose paragraph or list item being collected
+    end = 0
+    for i, (off, line) in enumerate(lines):
+        line_end = off + len(line)
+        item = _LIST_ITEM.match(line)
+        if kind == "list" and start is not None and item is None and line[:1].isspace():
+            end = line_end  # an indented continuation of the list item
+            continue
+        if start is not None and (kind == "list" or item is not None or _HEADING.match(line)
+                                  or _TABLE_ROW.match(line) or all_fields):
+            yield kind, start, end
+            start = None
+        if _HEADING.match(line):
+            body = line.lstrip().lstrip("#")
+            yield "heading", line_end - len(body), line_end
+        elif _TABLE_ROW.match(line):
+            is_header = i + 1 < len(lines) and bool(_TABLE_SEPARATOR.match(lines[i + 1][1]))
+            if not _TABLE_SEPARATOR.match(line) and not is_header:
+                yield "table", off, line_end
+        elif all_fields:
+            yield "field", off, line_end
+        elif item is not None:
+            kind, start, end = "list", off + item.end(), line_end
+        else:
+            if start is None:
+                kind, start = "prose", off
+            end = line_end
+    if start is not None:
+        yield kind, start, end
+
+
 def segments(text: str) -> list[Segment]:
     """Every sentence-like piece of chunk text, in order: prose sentences, list-item sentences, table
-    rows and fields, plus headings (kind "heading"). Table separator and header rows are left out."""
+    rows and fields, plus headings (kind "heading"). Table separator and header rows and fenced code
+    are left out."""
     out: list[Segment] = []
-    for block_no, lines in enumerate(_blocks(text)):
-        all_fields = all(_FIELD.match(line) and len(line) <= 80 for _, line in lines)
-        unit: list[tuple[int, str]] = []  # the prose paragraph or list item being collected
-        unit_kind: SegmentKind = "prose"
-
-        def flush() -> None:
-            nonlocal unit
-            if unit:
-                out.extend(_sentences_of(text, unit[0][0], unit[-1][0] + len(unit[-1][1]), unit_kind, block_no))
-            unit = []
-
-        for i, (off, line) in enumerate(lines):
-            if _HEADING.match(line):
-                flush()
-                body = line.lstrip().lstrip("#")
-                out.append(_segment(text, off + len(line) - len(body), off + len(line), "heading", block_no))
-            elif _TABLE_ROW.match(line):
-                flush()
-                is_header = i + 1 < len(lines) and bool(_TABLE_SEPARATOR.match(lines[i + 1][1]))
-                if not _TABLE_SEPARATOR.match(line) and not is_header:
-                    out.append(_segment(text, off, off + len(line), "table", block_no))
-            elif all_fields:
-                out.append(_segment(text, off, off + len(line), "field", block_no))
-            elif (item := _LIST_ITEM.match(line)) is not None:
-                flush()
-                unit, unit_kind = [(off + item.end(), line[item.end():])], "list"
-            elif unit_kind == "list" and unit and line[:1].isspace():
-                unit.append((off, line))  # an indented continuation of the list item
+    # Code is not prose: blank fenced blocks out (same length, so offsets stay true).
+    text_without_code = _CODE_FENCE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+    for block_no, lines in enumerate(_blocks(text_without_code)):
+        for kind, start, end in _units(lines):
+            if kind in ("prose", "list"):
+                out.extend(_segment(text, start + a, start + b, kind, block_no)
+                           for a, b in sentence_spans(text[start:end]))
             else:
-                if unit_kind == "list":
-                    flush()
-                    unit_kind = "prose"
-                unit.append((off, line))
-        flush()
+                out.append(_segment(text, start, end, kind, block_no))
     return [s for s in out if s.text]
-
-
-def _sentences_of(text: str, start: int, end: int, kind: SegmentKind, block: int) -> list[Segment]:
-    return [_segment(text, start + a, start + b, kind, block) for a, b in sentence_spans(text[start:end])]
 
 
 def _segment(text: str, start: int, end: int, kind: SegmentKind, block: int) -> Segment:

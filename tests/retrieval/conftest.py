@@ -149,3 +149,65 @@ def sample_searcher(sample_settings: RetrievalSettings, minilm: Embedder) -> Mes
     searcher = MeshSearcher(sample_settings, embedder=minilm)
     searcher.warm_up()
     return searcher
+
+
+# ======================================================================================================
+# Answer stage (retrieval/answer) fixtures — appended block; keep edits to other fixtures above it.
+# Real chunks are cut from the sample mesh's own documents by the real Chunker; hits are built from
+# them as the searcher would return them. MiniLM-based scoring reuses the session `minilm` above.
+# ======================================================================================================
+
+
+@pytest.fixture(scope="session")
+def answer_scorer(minilm: Embedder) -> Any:
+    """SupportScorer over the real MiniLM (session-wide, so its vector cache is shared). `slow` only."""
+    from retrieval.answer.support import SupportScorer
+
+    scorer = SupportScorer(minilm)
+    scorer.warm_up()
+    return scorer
+
+
+@pytest.fixture
+def hash_answer_scorer() -> Any:
+    """SupportScorer over the deterministic hash embedder, created through the real factory."""
+    from retrieval.answer.support import SupportScorer
+
+    scorer = SupportScorer(create_embedder("hash"))
+    scorer.warm_up()
+    return scorer
+
+
+@pytest.fixture(scope="session")
+def sample_chunks() -> Callable[[str, str], list[Any]]:
+    """`sample_chunks(product_id, document)` → the real chunks of one sample-mesh document."""
+    from indexing.chunking import Chunker, ChunkerConfig
+    from indexing.sources import load_document
+
+    embedder = create_embedder("hash")
+    chunker = Chunker(ChunkerConfig(), embedder.count_tokens, 256)
+    embedder.warm_up()
+    chunker.warm_up()
+
+    def chunks(product_id: str, document: str) -> list[Any]:
+        domain, name = product_id.split(".")
+        path = SAMPLE_MESH / domain / name / "docs" / document
+        return list(chunker.chunk(load_document(product_id, path, document)).chunks)
+
+    return chunks
+
+
+@pytest.fixture
+def make_hits() -> Callable[..., list[Any]]:
+    """`make_hits(chunks)` → RetrievedChunks in the given order (rank 1 first), as the searcher returns them."""
+    from retrieval.types import RetrievedChunk
+
+    def hits(chunks: list[Any], release_id: str = "rel-answer-test") -> list[Any]:
+        return [RetrievedChunk(chunk=c, release_id=release_id, product_version="1.0.0",
+                               chunk_version=f"cv-{c.product_id}", embedding_version=f"ev-{c.product_id}",
+                               domain=c.product_id.split(".")[0], classification="internal",
+                               score=1.0 / (60 + rank), rank=rank, dense_score=0.5, dense_rank=rank)
+                for rank, c in enumerate(chunks, start=1)]
+
+    return hits
+# ============================================ end of answer stage block ================================
