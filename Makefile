@@ -22,8 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: install
-	$(BIN)/meshrag products validate
-	$(BIN)/meshrag products list
+	$(BIN)/meshrag serve $(ARGS)
 
 test: install
 	$(BIN)/pytest $(ARGS)

@@ -49,3 +49,32 @@ def pg_dsn_schema(pg_server: str) -> Iterator[PgSchema]:
     yield PgSchema(pg_server, schema)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+# ---- shared sample-mesh index (appended for tests/api; identical to the fixtures of the same names in
+# ---- tests/retrieval/conftest.py, which override these there and can be deleted so that one index is
+# ---- built per session) ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real offline all-MiniLM-L6-v2, loaded once per session. `slow` tests only."""
+    from indexing.embedder import create_embedder
+
+    embedder = create_embedder("minilm")
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory: pytest.TempPathFactory, minilm) -> Path:
+    """The bundled sample mesh indexed with the real MiniLM into a session directory. `slow` tests only."""
+    from indexing.pipeline import IndexPipeline
+    from indexing.settings import IndexSettings
+    from knowledge.settings import SAMPLE_MESH
+
+    data_dir = tmp_path_factory.mktemp("sample-index")
+    report = IndexPipeline(IndexSettings(data_dir=data_dir, mesh_roots=[SAMPLE_MESH]), embedder=minilm).run()
+    assert report.published and not report.blocked, report.as_dict()
+    return data_dir
+
+# ---- end of the shared sample-mesh index -----------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import ask, index, products, provenance, search
+from api.cli import ask, index, keys, products, provenance, search, serve
 
 app = typer.Typer(
     name="meshrag",
@@ -17,6 +17,8 @@ app.command("index")(index.index)
 app.add_typer(index.releases_app, name="releases")
 app.add_typer(provenance.app, name="provenance")
 app.command("search")(search.search)
+app.command("serve")(serve.serve)
+app.add_typer(keys.app, name="keys")
 app.command("ask")(ask.ask)
 provenance.app.command("replay")(ask.replay)
 

@@ -1,0 +1,163 @@
+"""The HTTP service: `create_app(settings)` builds a FastAPI app; its lifespan loads the models,
+stores and key store once. Nothing happens at import time.
+
+Extending it (e.g. the MCP server): mount the sub-app with `app.mount("/mcp", asgi_app)` and append a
+factory `app -> async context manager` to `app.state.lifespan_extensions` (entered after the service is
+warmed up, in order, and exited before it is closed). The warmed `MeshService` is `app.state.service`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import KeyStore
+from api.chat import ChatCompletionChunk
+from api.errors import install_error_handlers
+from api.metrics import ApiMetrics
+from api.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
+from api.routes import ask, catalog, chat, health, metrics, provenance, releases, search
+from api.schemas import CitationsEvent, DoneEvent, ErrorResponse, RetrievalEvent, SentenceEvent
+from api.settings import ApiSettings
+from retrieval.service import MeshService
+
+log = logging.getLogger("meshrag.api")
+# Payloads of streamed events: not response models of any route, so added to the document here.
+STREAM_EVENT_MODELS = (
+    RetrievalEvent,
+    SentenceEvent,
+    CitationsEvent,
+    DoneEvent,
+    ErrorResponse,
+    ChatCompletionChunk,
+)
+LifespanExtension = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+DESCRIPTION = """
+Ask questions over a data mesh's knowledge products and get answers whose every citation was checked
+against the text it cites; search, browse the catalog and releases, and read your provenance records.
+
+**Authentication.** Send an API key (`meshrag keys create --principal NAME --role ROLE`) as
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. Without a key you act as the anonymous principal,
+which reads `public` products only. A malformed or unknown key is rejected with 401 (and a
+`WWW-Authenticate` header), never downgraded to anonymous.
+
+**Products you may not read look missing.** A product whose contract does not grant one of your roles
+is answered exactly like a product that does not exist: 404 with the list of products you *can* read,
+never 403 (which would confirm that a restricted product with that id exists). It is left out of
+catalog lists, counts, release listings, search and answers.
+
+**Errors** always have the shape `{"error": {"type", "message", "status", "request_id"}}` (422 adds
+field-level `fields`); no stack traces. Every response carries `X-Request-ID` (yours, when you send a
+plain token of up to 128 characters, else a generated one); answers are recorded under it.
+
+**Limits** (settings): question length `MESHRAG_MAX_QUESTION_CHARS` (2000), products per request
+`MESHRAG_MAX_PRODUCTS` (20), `k` ≤ `MESHRAG_MAX_K` (50), body size `MESHRAG_MAX_BODY_BYTES` (1 MiB).
+Over a limit → 422 naming the field and the limit (413 for the body size).
+"""
+
+TAGS = [
+    {"name": "ask", "description": "Grounded answers with verified citations (JSON or Server-Sent Events)."},
+    {"name": "search", "description": "Hybrid retrieval over the products you may read."},
+    {"name": "catalog", "description": "Products: contracts, owners, freshness, versions."},
+    {"name": "releases", "description": "Immutable sets of product versions served together."},
+    {"name": "provenance", "description": "The record of each of your answers."},
+    {"name": "openai-compatible", "description": "For chat assistants using an OpenAI client."},
+    {"name": "health", "description": "Liveness, readiness, Prometheus metrics."},
+]
+
+
+def _version() -> str:
+    try:
+        return version("meshrag")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: ApiSettings = app.state.settings
+    keys = KeyStore(settings.resolved_api_keys_file(), settings.api_keys)
+    keys.warm_up()  # a broken key file stops the start-up with a clear message
+    service = MeshService(settings)
+    await run_in_threadpool(service.warm_up)
+    app.state.keys = keys
+    app.state.service = service
+    app.state.warm = True
+    log.info(
+        "serving data dir %s (store %s, %d API key(s))",
+        settings.resolved_data_dir(),
+        settings.store,
+        len(keys.entries()),
+    )
+    try:
+        async with AsyncExitStack() as stack:
+            for extension in app.state.lifespan_extensions:
+                await stack.enter_async_context(extension(app))
+            yield
+    finally:
+        app.state.warm = False
+        service.provenance.close()
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The app for `settings` (default: from the environment). Models and stores load in its lifespan."""
+    settings = settings or ApiSettings()
+    app_metrics = ApiMetrics()
+    app = FastAPI(
+        title="meshrag", version=_version(), description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan
+    )
+    app.state.settings = settings
+    app.state.metrics = app_metrics
+    app.state.warm = False
+    app.state.lifespan_extensions = []
+    install_error_handlers(app, app_metrics)
+    for module in (ask, search, catalog, releases, provenance, chat, health, metrics):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    # Outermost: ids, body limit and metrics apply to every response, errors included.
+    app.add_middleware(RequestContextMiddleware, metrics=app_metrics, max_body_bytes=settings.max_body_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the API key marked optional (no key = anonymous) on every operation."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        _, defs = models_json_schema(
+            [(m, "serialization") for m in STREAM_EVENT_MODELS], ref_template="#/components/schemas/{model}"
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in defs.get("$defs", {}).items():
+            components.setdefault(name, definition)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                if not isinstance(operation, dict) or "provenance" in operation.get("tags", ()):
+                    continue  # provenance needs a key
+                if operation.get("security") and {} not in operation["security"]:
+                    operation["security"].append({})
+        app.openapi_schema = schema
+    return app.openapi_schema

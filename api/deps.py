@@ -1,0 +1,126 @@
+"""What routes receive, as `Annotated[..., Depends(...)]` aliases. Everything here comes from
+`app.state`, set up once by the lifespan in api/app.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import KeyStore, presented_key
+from api.errors import AuthRequired, LimitExceeded
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+from knowledge.model import Principal
+from retrieval.service import MeshService
+
+# Declared for the OpenAPI document (both optional: no key = anonymous); parsing is done below, so a
+# malformed Authorization header is a 401 rather than silently anonymous.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="`Authorization: Bearer <API key>` (from `meshrag keys create`).",
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKey",
+    description="The same API key in an `X-API-Key` header.",
+)
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def get_service(request: Request) -> MeshService:
+    return request.app.state.service
+
+
+def get_keys(request: Request) -> KeyStore:
+    return request.app.state.keys
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    return request.app.state.metrics
+
+
+def get_request_id(request: Request) -> str:
+    """This request's id (X-Request-ID), set by RequestContextMiddleware."""
+    return request.state.request_id
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ServiceDep = Annotated[MeshService, Depends(get_service)]
+KeysDep = Annotated[KeyStore, Depends(get_keys)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]
+
+
+def get_principal(
+    request: Request,
+    keys: KeysDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+    _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
+) -> Principal:
+    """The caller: the principal of its API key, or anonymous (public products only) without one."""
+    key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    principal = keys.principal_for(key)
+    request.state.principal_id = principal.id
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_keyed_principal(principal: PrincipalDep) -> Principal:
+    """The caller, who must have presented a key (anonymous callers share one id, so their records
+    would be readable by every other anonymous caller)."""
+    if principal.id == Principal.anonymous().id:
+        raise AuthRequired("this route needs an API key (Authorization: Bearer <key> or X-API-Key)")
+    return principal
+
+
+KeyedPrincipalDep = Annotated[Principal, Depends(get_keyed_principal)]
+
+
+class Limits:
+    """The configured request limits, checked with the offending field named."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+
+    def question(self, text: str, loc: list[str | int]) -> str:
+        limit = self.settings.max_question_chars
+        if len(text) > limit:
+            raise LimitExceeded(
+                loc,
+                f"the question is {len(text)} characters; the limit is {limit} (MESHRAG_MAX_QUESTION_CHARS)",
+            )
+        if not text.strip():
+            raise LimitExceeded(loc, "the question is blank; ask something", kind="blank")
+        return text
+
+    def k(self, k: int | None, loc: list[str | int]) -> int:
+        limit = self.settings.max_k
+        if k is None:
+            return min(self.settings.top_k, limit)
+        if k > limit:
+            raise LimitExceeded(loc, f"k is {k}; the limit is {limit} (MESHRAG_MAX_K)")
+        return k
+
+    def products(self, products: list[str] | None, loc: list[str | int]) -> tuple[str, ...] | None:
+        limit = self.settings.max_products
+        if products is not None and len(products) > limit:
+            raise LimitExceeded(
+                loc, f"{len(products)} products were named; the limit is {limit} (MESHRAG_MAX_PRODUCTS)"
+            )
+        return None if products is None else tuple(products)
+
+
+def get_limits(settings: SettingsDep) -> Limits:
+    return Limits(settings)
+
+
+LimitsDep = Annotated[Limits, Depends(get_limits)]

@@ -1,0 +1,170 @@
+"""POST /v1/ask: a grounded answer with verified citations, as JSON or as Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from api import examples
+from api.ask_flow import answer_and_record, check_request_id_unused, search_request
+from api.deps import LimitsDep, MetricsDep, PrincipalDep, RequestIdDep, ServiceDep
+from api.errors import classify, error_responses
+from api.metrics import ApiMetrics
+from api.schemas import (
+    ASK_EVENT_SCHEMA,
+    AskBody,
+    AskResponse,
+    CitationOut,
+    CitationsEvent,
+    CitedProduct,
+    DoneEvent,
+    HitSnippet,
+    RetrievalEvent,
+    SentenceEvent,
+)
+from retrieval.service import AskResult, MeshService
+from retrieval.types import AnswerSentence, SearchRequest, SearchResult
+
+router = APIRouter(prefix="/v1", tags=["ask"])
+log = logging.getLogger("meshrag.api")
+
+STREAM_DESCRIPTION = """
+With `"stream": true` the response is `text/event-stream` with these events, in this order:
+
+| event | data (JSON) |
+|---|---|
+| `retrieval` | `request_id`, `release_id`, `hits` (rank, product, document, span, snippet) |
+| `sentence` | one per sentence: `index`, `text`, `markers`, `support`, `rendered` |
+| `citations` | `citations`, `products` (owner, freshness), `abstained`, `answer`, … |
+| `done` | `request_id`, `release_id`, `timings_ms` |
+
+`retrieval` is sent as soon as retrieval is done; snippets, not whole chunk texts. Errors found
+before streaming starts (bad input, unknown product or release, store down) are ordinary
+HTTP errors. An error after the `retrieval` event ends the stream with an `error` event
+(`{"error": {"type", "message", "status", "request_id"}}`) instead of `done`. The provenance record is
+written before the first `sentence` event.
+"""
+
+
+@router.post(
+    "/ask",
+    response_model=AskResponse,
+    summary="Ask a question; get a cited answer",
+    description="Answers from the products you may read, citing where each sentence comes from, and "
+    "records who asked what and which chunks answered it (GET /v1/provenance/{request_id})."
+    + STREAM_DESCRIPTION,
+    responses={
+        200: {
+            "description": "The answer (JSON), or its events (text/event-stream) when `stream` is true.",
+            "content": {
+                "application/json": {"example": examples.ASK},
+                "text/event-stream": {"schema": ASK_EVENT_SCHEMA, "example": examples.ASK_STREAM},
+            },
+        }
+    }
+    | error_responses(400, 401, 404, 409, 413, 422, 503),
+)
+async def ask(
+    body: AskBody,
+    request: Request,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    limits: LimitsDep,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
+):  # -> AskResponse | EventSourceResponse
+    req = search_request(
+        limits,
+        principal,
+        body.question,
+        ["body", "question"],
+        k=body.k,
+        release=body.release,
+        products=body.products,
+        domains=body.domains,
+        classifications=body.classifications,
+    )
+    if request.state.request_id_given:
+        await run_in_threadpool(check_request_id_unused, service, request_id)
+    if not body.stream:
+        result = await run_in_threadpool(service.ask, req, request_id=request_id)
+        metrics.observe_ask("ask", result)
+        return AskResponse.of(result)
+    # Retrieval runs before the response starts, so its errors are ordinary HTTP errors.
+    found = await run_in_threadpool(service.search, req)
+    return EventSourceResponse(ask_events(service, metrics, req, found, request_id), sep="\n")
+
+
+async def ask_events(
+    service: MeshService, metrics: ApiMetrics, req: SearchRequest, found: SearchResult, request_id: str
+) -> AsyncIterator[ServerSentEvent]:
+    yield event(
+        "retrieval",
+        RetrievalEvent(
+            request_id=request_id, release_id=found.release_id, hits=[HitSnippet.of(h) for h in found.hits]
+        ).model_dump_json(),
+    )
+    try:
+        result: AskResult = await run_in_threadpool(answer_and_record, service, req, found, request_id)
+    except Exception as exc:  # the status line is sent: report the error in-band, then end the stream
+        status, kind, message = classify(exc)
+        log.error("streamed ask failed after retrieval", exc_info=status >= 500)
+        yield event(
+            "error",
+            json.dumps(
+                {"error": {"type": kind, "message": message, "status": status, "request_id": request_id}}
+            ),
+        )
+        return
+    metrics.observe_ask("ask", result)
+    answer = result.answer
+    sentences = answer.sentences or (AnswerSentence(text=answer.text, markers=(), support=0.0),)
+    for index, s in enumerate(sentences):
+        yield event(
+            "sentence",
+            SentenceEvent(
+                index=index, text=s.text, markers=list(s.markers), support=s.support, rendered=render(s)
+            ).model_dump_json(),
+        )
+    yield event(
+        "citations",
+        CitationsEvent(
+            citations=[CitationOut.of(c) for c in answer.citations],
+            products=[CitedProduct(**p) for p in result.products],
+            abstained=answer.abstained,
+            support=answer.support,
+            dropped_citations=answer.dropped_citations,
+            closest_products=list(answer.closest_products),
+            answer=answer.text,
+        ).model_dump_json(),
+    )
+    yield event(
+        "done",
+        DoneEvent(
+            request_id=request_id, release_id=found.release_id, timings_ms=result.timings_ms
+        ).model_dump_json(),
+    )
+
+
+def event(name: str, data: str) -> ServerSentEvent:
+    return ServerSentEvent(data=data, event=name, sep="\n")
+
+
+_TRAILING_PUNCT = re.compile(r"[.!?]+[\"'”’)*_]*$")  # as retrieval.answer.citations places markers
+
+
+def render(sentence: AnswerSentence) -> str:
+    """The sentence with its markers before its final punctuation, as in the answer text."""
+    if not sentence.markers:
+        return sentence.text
+    tags = "".join(f"[{m}]" for m in sentence.markers)
+    end = _TRAILING_PUNCT.search(sentence.text)
+    if end is None:
+        return f"{sentence.text} {tags}"
+    return f"{sentence.text[: end.start()]} {tags}{sentence.text[end.start() :]}"

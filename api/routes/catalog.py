@@ -1,0 +1,149 @@
+"""GET /v1/catalog and /v1/catalog/{product_id}: the products you may read, their contracts,
+owners, freshness, and the releases that serve them."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
+
+from api import examples
+from api.deps import PrincipalDep, ServiceDep
+from api.errors import error_responses
+from api.schemas import CatalogResponse, Classification, ProductDetail, ProductSummary, ProductVersion
+from knowledge.model import KnowledgeProduct, Principal
+from retrieval.searcher import QUESTION_WORDS
+from retrieval.service import MeshService
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+_WORD = re.compile(r"\w+")
+_STOP = QUESTION_WORDS | frozenset(
+    "a an the of in on at to for from by with and or about product products".split()
+)
+
+
+def metadata_words(product: KnowledgeProduct) -> set[str]:
+    """Every word of the product's catalog metadata (contract and descriptor text), lower-cased."""
+    parts = [
+        product.id,
+        product.domain,
+        product.name,
+        product.title,
+        product.purpose,
+        product.usage,
+        product.limitations,
+        product.team,
+        product.owner.name,
+        product.owner.username,
+        product.classification,
+        *product.tags,
+        *(m.name for m in product.members),
+    ]
+    return {w.lower() for part in parts for w in _WORD.findall(part)}
+
+
+def match_count(query: str, words: set[str]) -> int:
+    """How many distinct query words (question words dropped) the metadata contains; a word also
+    matches longer words it starts ("revenue" matches "revenues")."""
+    terms = {w.lower() for w in _WORD.findall(query)}
+    terms = {t for t in terms if t not in _STOP} or terms
+    return sum(1 for t in terms if t in words or (len(t) >= 3 and any(w.startswith(t) for w in words)))
+
+
+def list_products(
+    service: MeshService,
+    principal: Principal,
+    q: str | None,
+    domain: str | None,
+    owner: str | None,
+    tag: str | None,
+    classification: str | None,
+) -> CatalogResponse:
+    products = service.searcher.catalog.filter(
+        domain=domain, owner=owner, tag=tag, classification=classification, principal=principal
+    )
+    if not q:
+        rows = [ProductSummary.of(p) for p in products]
+    else:
+        scored = [(match_count(q, metadata_words(p)), p) for p in products]
+        scored = sorted(((n, p) for n, p in scored if n > 0), key=lambda np_: (-np_[0], np_[1].id))
+        rows = [ProductSummary.of(p, match=n) for n, p in scored]
+    return CatalogResponse(count=len(rows), products=rows)
+
+
+@router.get(
+    "/catalog",
+    response_model=CatalogResponse,
+    summary="List and search the products you may read",
+    responses=examples.json_example(examples.CATALOG) | error_responses(401, 422),
+)
+async def catalog(
+    service: ServiceDep,
+    principal: PrincipalDep,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="Words to look for in the products' metadata "
+            "(id, title, purpose, usage, limitations, tags, owner, team); ranked by how many "
+            "match.",
+            examples=["net revenue owner"],
+        ),
+    ] = None,
+    domain: Annotated[
+        str | None, Query(max_length=200, description="Only this domain.", examples=["platform"])
+    ] = None,
+    owner: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Owner username, owner name or team (case-insensitive).",
+            examples=["Data Platform"],
+        ),
+    ] = None,
+    tag: Annotated[str | None, Query(max_length=200, description="Only products with this tag.")] = None,
+    classification: Annotated[Classification | None, Query(description="Only this classification.")] = None,
+) -> CatalogResponse:
+    """Only products you may read are listed or counted."""
+    return await run_in_threadpool(list_products, service, principal, q, domain, owner, tag, classification)
+
+
+def product_detail(service: MeshService, principal: Principal, product_id: str) -> ProductDetail:
+    product = service.searcher.catalog.get(product_id, principal)  # unreadable == missing
+    registry = service.searcher.releases
+    current = registry.current_id()
+    versions = [
+        ProductVersion(
+            release_id=r.id,
+            current=r.id == current,
+            created_at=r.created_at,
+            product_version=e.product_version,
+            chunk_version=e.chunk_version,
+            embedding_version=e.embedding_version,
+            chunks=e.n_chunks,
+            documents=len(e.documents),
+        )
+        for r in reversed(registry.list())
+        if (e := r.products.get(product.id)) is not None
+    ]
+    return ProductDetail.build(product, versions)
+
+
+@router.get(
+    "/catalog/{product_id}",
+    response_model=ProductDetail,
+    summary="One product you may read",
+    responses=examples.json_example(examples.PRODUCT_DETAIL) | error_responses(401, 404, 422),
+)
+async def product(
+    service: ServiceDep,
+    principal: PrincipalDep,
+    product_id: Annotated[
+        str, Path(max_length=200, description="`<domain>.<name>`", examples=[examples.PRODUCT])
+    ],
+) -> ProductDetail:
+    """Contract summary, owner and team, freshness against the SLA, documents, and the releases that
+    serve the product. A product you may not read is answered exactly like one that does not exist."""
+    return await run_in_threadpool(product_detail, service, principal, product_id)

@@ -1,0 +1,67 @@
+"""GET /healthz (the process is up) and GET /readyz (it can answer: warmed, store reachable, a
+current release)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api import examples
+from api.deps import ServiceDep
+from api.schemas import Health, Readiness
+from knowledge.errors import MeshragError
+from retrieval.service import MeshService
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Liveness",
+    responses=examples.json_example(examples.HEALTH, "The process is up."),
+)
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+def readiness(service: MeshService, warm: bool) -> Readiness:
+    problems: list[str] = [] if warm else ["still warming up"]
+    store_ok = False
+    current = service.searcher.releases.current_id()
+    if current is None:
+        problems.append("no release is current yet; run `meshrag index`")
+    try:
+        collections = set(service.searcher.store.collections())
+        store_ok = True
+        if current is not None:
+            missing = [c for c in service.searcher.releases.get(current).collections if c not in collections]
+            if missing:
+                store_ok = False
+                problems.append(f"the store lacks {len(missing)} collection(s) of the current release")
+    except MeshragError as exc:
+        problems.append(f"the store is unavailable ({type(exc).__name__})")
+    return Readiness(
+        status="ready" if warm and store_ok and current else "not_ready",
+        warm=warm,
+        store=store_ok,
+        current_release=current,
+        problems=problems,
+    )
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness",
+    responses={
+        **examples.json_example(examples.READY, "Ready to answer."),
+        503: {"model": Readiness, "description": "Not ready; `problems` says why."},
+    },
+)
+async def readyz(request: Request, service: ServiceDep) -> Readiness | JSONResponse:
+    state = await run_in_threadpool(readiness, service, bool(getattr(request.app.state, "warm", False)))
+    if state.status != "ready":
+        return JSONResponse(state.model_dump(), status_code=503, headers={"Retry-After": "5"})
+    return state

@@ -1,0 +1,38 @@
+"""GET /v1/provenance/{request_id}: your own answer records."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from starlette.concurrency import run_in_threadpool
+
+from api import examples
+from api.deps import KeyedPrincipalDep, ServiceDep
+from api.errors import error_responses
+from api.schemas import ProvenanceOut
+
+router = APIRouter(prefix="/v1", tags=["provenance"])
+
+
+@router.get(
+    "/provenance/{request_id}",
+    response_model=ProvenanceOut,
+    summary="The record of one of your answers",
+    responses=examples.json_example(examples.PROVENANCE) | error_responses(401, 404, 422, 503),
+)
+async def provenance(
+    service: ServiceDep,
+    principal: KeyedPrincipalDep,
+    request_id: Annotated[
+        str,
+        Path(
+            max_length=200, description="The `request_id` an answer returned.", examples=[examples.REQUEST_ID]
+        ),
+    ],
+) -> ProvenanceOut:
+    """Who asked what, the release, retrieval parameters, every retrieved chunk in rank order, the
+    answer and its citations, and the record's place in the hash chain. Needs an API key; a record of
+    another principal is answered exactly like a missing one (404)."""
+    record = await run_in_threadpool(service.provenance.get, request_id, principal)
+    return ProvenanceOut.of(record)
