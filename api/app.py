@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import KeyStore
 from api.chat import ChatCompletionChunk
 from api.errors import install_error_handlers
+from api.mcp_server import mount_mcp
 from api.metrics import ApiMetrics
 from api.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from api.routes import ask, catalog, chat, health, metrics, provenance, releases, search
@@ -134,6 +135,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # Outermost: ids, body limit and metrics apply to every response, errors included.
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics, max_body_bytes=settings.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    mount_mcp(app)
     return app
 
 

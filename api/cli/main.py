@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import ask, index, keys, products, provenance, search, serve
+from api.cli import ask, index, keys, mcp, products, provenance, search, serve
 
 app = typer.Typer(
     name="meshrag",
@@ -19,6 +19,7 @@ app.add_typer(provenance.app, name="provenance")
 app.command("search")(search.search)
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
+app.command("mcp")(mcp.mcp)
 app.command("ask")(ask.ask)
 provenance.app.command("replay")(ask.replay)
 
