@@ -122,21 +122,7 @@ def searcher_of(small_mesh: SmallMesh) -> Callable[..., MeshSearcher]:
     return small_mesh.searcher
 
 
-@pytest.fixture(scope="session")
-def minilm() -> Embedder:
-    """The real offline all-MiniLM-L6-v2, loaded once per session. `slow` tests only."""
-    embedder = create_embedder("minilm")
-    embedder.warm_up()
-    return embedder
-
-
-@pytest.fixture(scope="session")
-def sample_index(tmp_path_factory: pytest.TempPathFactory, minilm: Embedder) -> Path:
-    """The bundled sample mesh indexed with the real MiniLM into a session directory. `slow` tests only."""
-    data_dir = tmp_path_factory.mktemp("sample-index")
-    report = IndexPipeline(IndexSettings(data_dir=data_dir, mesh_roots=[SAMPLE_MESH]), embedder=minilm).run()
-    assert report.published and not report.blocked, report.as_dict()
-    return data_dir
+# `minilm` and `sample_index` (one MiniLM load and one sample-mesh index per session) live in tests/conftest.py.
 
 
 @pytest.fixture(scope="session")
