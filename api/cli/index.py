@@ -124,11 +124,44 @@ def diff_releases(a: str, b: str, data_dir: Path | None = DataDirOption,
 
 @releases_app.command("publish")
 def publish_release(release: str, data_dir: Path | None = DataDirOption,
-                    as_json: bool = typer.Option(False, "--json")) -> None:
-    """Make RELEASE current (atomic)."""
+                    as_json: bool = typer.Option(False, "--json"),
+                    gate: bool = typer.Option(False, "--gate", help="Evaluate RELEASE on the golden sets first and refuse "
+                                              "it when it fails the thresholds or regresses against the current release."),
+                    thresholds: Path | None = typer.Option(None, "--thresholds", help="Thresholds file (default: eval_sets/thresholds.yaml)."),
+                    sets: list[str] = typer.Option(None, "--set", help="Golden set for --gate (repeatable; default: all of eval_sets/golden/).")) -> None:
+    """Make RELEASE current (atomic); with --gate only when it passes the eval gate."""
     with domain_errors():
-        rel = ReleaseRegistry(index_settings(data_dir).resolved_data_dir()).publish(release)
+        registry = ReleaseRegistry(index_settings(data_dir).resolved_data_dir())
+        if gate:
+            _gate_publish(registry, release, data_dir, thresholds, sets, as_json)
+        rel = registry.publish(release, reason="publish --gate" if gate else "publish")
     print_json({"current": rel.id}) if as_json else console.print(f"current → [bold]{rel.id}[/]")
+
+
+def _gate_publish(registry: ReleaseRegistry, release: str, data_dir: Path | None, thresholds: Path | None,
+                  sets: list[str] | None, as_json: bool) -> None:
+    """Evaluate the candidate (and the current release); exit 1, leaving `current` alone, if it fails."""
+    from api.cli.evaluate import print_failures, print_report, retrieval_settings
+    from eval_sets.gates import check_publish, load_thresholds
+    from eval_sets.harness import EvalRun
+
+    limits = load_thresholds(thresholds)
+    check = check_publish(retrieval_settings(data_dir), release, limits, EvalRun.load(sets))
+    print_report(check.report, err_console if as_json else console)
+    if registry.current_id() != check.current_id:
+        err_console.print(f"[bold red]refused[/]: the current release moved from {check.current_id} to "
+                          f"{registry.current_id()} during the evaluation; run the gated publish again")
+        raise typer.Exit(1)
+    if check.passed:
+        return
+    print_failures(check.failures)
+    if as_json:
+        print_json({"refused": check.report.release_id, "current": check.current_id,
+                    "failures": [f.as_dict() for f in check.failures]})
+    err_console.print(f"[bold red]refused[/]: {check.report.release_id} fails the eval gate "
+                      f"({', '.join(dict.fromkeys(f.metric for f in check.failures))}); "
+                      f"current stays {check.current_id or 'unset'}")
+    raise typer.Exit(1)
 
 
 @releases_app.command("rollback")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import ask, index, keys, mcp, products, provenance, search, serve
+from api.cli import ask, evaluate, index, keys, mcp, products, provenance, search, serve
 
 app = typer.Typer(
     name="meshrag",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(products.app, name="products")
 app.command("index")(index.index)
 app.add_typer(index.releases_app, name="releases")
+app.add_typer(evaluate.app, name="eval")
 app.add_typer(provenance.app, name="provenance")
 app.command("search")(search.search)
 app.command("serve")(serve.serve)
