@@ -33,7 +33,7 @@ from knowledge.catalog import Catalog
 from knowledge.errors import ConfigError
 from knowledge.model import Principal
 from retrieval.answer.support import MIN_SUPPORT
-from retrieval.provenance import create_provenance_log
+from retrieval.provenance import ProvenanceLog, create_provenance_log
 from retrieval.searcher import MeshSearcher
 from retrieval.service import MeshService
 from retrieval.settings import RetrievalSettings
@@ -92,7 +92,8 @@ class EvalRun:
 
 class EvalHarness:
     """Runs golden questions against releases of one data directory. Construct cheaply, `warm_up()`
-    once, then `evaluate()` as many releases as needed (models and caches are shared)."""
+    once, then `evaluate()` as many releases as needed: models and indexes are loaded once, each
+    evaluation gets an answer stage (and so an embedding cache) of its own."""
 
     NAME = "meshrag.eval"
     VERSION = "1"
@@ -103,26 +104,35 @@ class EvalHarness:
         self._embedder = embedder  # an already loaded embedder to share (else the settings' one)
         self.with_answer_metrics = answer_metrics
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._provenance: ProvenanceLog | None = None
+        self._searcher: MeshSearcher | None = None
         self._service: MeshService | None = None
+        self._evaluated = 0
         self._answer_metrics: AnswerMetrics | None = None
 
     def warm_up(self) -> None:
         if self._service is not None:
             return
         self._tmp = tempfile.TemporaryDirectory(prefix="meshrag-eval-")
-        provenance = create_provenance_log("sqlite", Path(self._tmp.name))
-        searcher = MeshSearcher(self.settings, embedder=self._embedder)
-        service = MeshService(self.settings, searcher=searcher, provenance=provenance)
-        service.warm_up()
+        self._provenance = create_provenance_log("sqlite", Path(self._tmp.name))
+        self._searcher = MeshSearcher(self.settings, embedder=self._embedder)
+        self._service = self._fresh_service()
         if self.with_answer_metrics:
-            self._answer_metrics = create_answer_metrics(service.searcher.embedder, service.answerer)
+            self._answer_metrics = create_answer_metrics(self._service.searcher.embedder, self._service.answerer)
             self._answer_metrics.warm_up()
-        self._service = service
+
+    def _fresh_service(self) -> MeshService:
+        """A service over the shared searcher (models, indexes) with an answer stage of its own, so no
+        release is answered from caches another release's evaluation filled (latency stays comparable)."""
+        service = MeshService(self.settings, searcher=self._searcher, provenance=self._provenance)
+        service.warm_up()
+        return service
 
     def close(self) -> None:
-        if self._service is not None:
-            self._service.provenance.close()
-            self._service = None
+        if self._provenance is not None:
+            self._provenance.close()
+            self._provenance = None
+        self._service = self._searcher = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -145,6 +155,9 @@ class EvalHarness:
 
     def evaluate(self, run: EvalRun, release: str = CURRENT) -> EvalReport:
         """Ask every question of `run` against `release` and compute the report."""
+        if self._evaluated:
+            self._service = self._fresh_service()
+        self._evaluated += 1
         service = self.service
         release_id = self.release_id(release)
         t0 = time.perf_counter()
