@@ -9,6 +9,7 @@ warmed up, in order, and exited before it is closed). The warmed `MeshService` i
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -94,6 +95,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.keys = keys
     app.state.service = service
     app.state.warm = True
+    vectors = AnswerVectorWarmer(service)
+    app.state.answer_vectors = vectors
+    if settings.precompute_answer_vectors:
+        vectors.start()
     log.info(
         "serving data dir %s (store %s, %d API key(s))",
         settings.resolved_data_dir(),
@@ -107,7 +112,55 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
     finally:
         app.state.warm = False
+        vectors.stop()
         service.provenance.close()
+
+
+class _Stopped(Exception):
+    pass
+
+
+class AnswerVectorWarmer:
+    """Runs `MeshService.prepare_answer_vectors` once in a daemon thread after start-up (serving goes on
+    meanwhile; answers embed what is not ready yet) and reports its progress for /readyz."""
+
+    def __init__(self, service: MeshService) -> None:
+        self.service = service
+        self.state: dict[str, Any] = {"status": "off", "done": 0, "total": None}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.state["status"] = "running"
+        self._thread = threading.Thread(target=self._run, name="meshrag-answer-vectors", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _progress(self, done: int, total: int) -> None:
+        self.state.update(done=done, total=total)
+        if self._stop.is_set():
+            raise _Stopped
+
+    def _run(self) -> None:
+        try:
+            if self.service.searcher.releases.current_id() is None:
+                self.state["status"] = "no_release"
+                return
+            result = self.service.prepare_answer_vectors(progress=self._progress)
+            self.state.update(status="done", done=result["embedded"], total=result["embedded"],
+                              passages=result["passages"], seconds=result["seconds"])
+            log.info("answer vectors ready: %d passages, %d embedded now, %.1f s",
+                     result["passages"], result["embedded"], result["seconds"])
+        except _Stopped:
+            self.state["status"] = "stopped"
+        except Exception as exc:  # reported in /readyz and the log; answering still works without it
+            self.state.update(status="failed", error=type(exc).__name__)
+            log.warning("precomputing answer vectors failed (%s: %s); answers embed passages on demand",
+                        type(exc).__name__, exc)
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:

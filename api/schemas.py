@@ -580,12 +580,21 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class AnswerVectors(BaseModel):
+    status: Literal["off", "running", "done", "no_release", "stopped", "failed"] = Field(
+        description="The background pass that embeds the current release's passages for the answerer.")
+    done: int = Field(0, description="Passages embedded so far by this pass.")
+    total: int | None = Field(None, description="Passages this pass had to embed (not yet cached).")
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     warm: bool = Field(description="Models, stores and indexes are loaded.")
     store: bool = Field(description="The vector store answers and holds the current release's collections.")
     current_release: str | None = Field(description="The release `current` names, if any.")
     problems: list[str] = Field(description="Why the service is not ready (empty when ready).")
+    answer_vectors: AnswerVectors | None = Field(
+        None, description="Progress of precomputing answer passages; answers work (slower) before it is done.")
 
 
 def sse_event_schema(events: dict[str, str], description: str, *, always_json: bool = True) -> dict[str, Any]:

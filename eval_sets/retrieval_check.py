@@ -30,7 +30,7 @@ from retrieval.settings import RetrievalSettings
 from retrieval.types import SearchRequest, SearchResult
 
 DEPTH = 10
-TUNABLES = {"candidates", "rrf_k", "dense_weight", "keyword_weight", "same_document_decay",
+TUNABLES = {"candidates", "fusion", "rrf_k", "dense_weight", "keyword_weight", "same_document_decay",
             "strip_question_words", "reranker_model"}
 CUTOFFS = (1, 5, 10)
 

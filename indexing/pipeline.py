@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from openlineage.client.event_v2 import RunState
 
 from indexing import injection, sources
@@ -366,13 +367,14 @@ class IndexPipeline:
                     by_doc[doc_id] = old[doc_id]
                     by_type.update(old[doc_id])
         report.pii_findings = dict(by_type)
+        per_document = Counter(c.document for c in chunks)
         manifest = {
             "kind": "chunk-product-version",
             "product_id": product.id,
             "product_version": product.version,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "pipeline": fingerprint,
-            "documents": {d: {"revision": revisions[d], "chunks": sum(1 for c in chunks if c.document == d)}
+            "documents": {d: {"revision": revisions[d], "chunks": per_document[d]}
                           for d in sorted(revisions)},
             "pii": {"policy": product.pii_policy, "by_type": dict(by_type), "by_document": by_doc},
             "prompt_injection": {"flagged_chunks": [c.chunk_id for c in chunks if PROMPT_INJECTION_FLAG in c.flags],
@@ -403,19 +405,24 @@ class IndexPipeline:
             store.drop_collection(ev)  # a collection without a manifest is a leftover of a killed run
         store.create_collection(ev, self.embedder.dim)
         embedded = reused = 0
-        records: list[VectorRecord] = []
-        for i in range(0, len(chunks), EMBED_BATCH):
-            batch = chunks[i:i + EMBED_BATCH]
+        vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
+        # Longest first across the whole product, so each batch holds chunks of about one length and
+        # little padding is computed (a batch is padded to its longest member).
+        order = sorted(range(len(chunks)), key=lambda i: (-chunks[i].n_model_tokens, i))
+        for i in range(0, len(order), EMBED_BATCH):
+            rows = order[i:i + EMBED_BATCH]
+            batch = [chunks[r] for r in rows]
             known = self.cache.get_many(self.embedder.model_id, [c.text_hash for c in batch])
             if len(known) < len({c.text_hash for c in batch}):
                 self._warm_embedder()  # only load the model when something is not cached
-            vectors, e, r = embed_with_cache(self.embedder, self.cache, [c.embedding_text for c in batch])
+            got, e, r = embed_with_cache(self.embedder, self.cache, [c.embedding_text for c in batch])
+            vectors[rows] = got
             embedded += e
             reused += r
-            records += [VectorRecord(id=c.chunk_id, vector=v, metadata={
-                "product_id": c.product_id, "domain": product.domain, "classification": product.classification,
-                "document": c.document}) for c, v in zip(batch, vectors)]
             self.progress.advance(key, len(batch))
+        records = [VectorRecord(id=c.chunk_id, vector=v, metadata={
+            "product_id": c.product_id, "domain": product.domain, "classification": product.classification,
+            "document": c.document}) for c, v in zip(chunks, vectors, strict=True)]
         store.add(ev, records)  # one bulk write: FAISS rewrites a collection per add, pgvector COPYs once
         self.progress.end(key)
         report.embedded, report.reused = embedded, reused

@@ -1,4 +1,4 @@
-"""Hybrid search over a release: dense (vector store) + keyword (BM25), fused by RRF, optionally reranked.
+"""Hybrid search over a release: dense (vector store) + keyword (BM25), fused, optionally reranked.
 
 Access is decided before anything is fetched: the dense search gets a SearchFilter naming only the
 readable products' collections, and the keyword side queries only the readable products' own BM25
@@ -12,7 +12,8 @@ changed contract takes effect without a restart.
 
 Ranking: the dense list (query embedding vs chunk embeddings, breadcrumb included) and the keyword list
 (BM25 over breadcrumb + text, question words removed from the query), `candidates` each, are fused by
-RRF(chunk) = Σ w_list / (rrf_k + rank_list); a document's later chunks are then decayed so the top
+a weighted sum of their standardised scores (`fusion="convex"`, the default) or by
+RRF(chunk) = Σ w_list / (rrf_k + rank_list) (`fusion="rrf"`); a document's later chunks are then decayed so the top
 spreads over documents; an optional CrossEncoder reorders the best `rerank_candidates`. The defaults
 and what each step measured are in retrieval/settings.py (`python -m eval_sets.retrieval_check`).
 """
@@ -39,7 +40,7 @@ from indexing.versions import VersionStore
 from knowledge.catalog import Catalog
 from knowledge.errors import ConfigError
 from retrieval.access import readable_entries
-from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.fusion import convex_fusion, reciprocal_rank_fusion
 from retrieval.settings import RetrievalSettings
 from retrieval.types import RetrievedChunk, SearchRequest, SearchResult
 
@@ -234,8 +235,12 @@ class MeshSearcher:
         keyword = self._keyword(query, loaded, n, req.documents, timings)
 
         t = time.perf_counter()
-        rankings = {"dense": [cid for cid, _, _ in dense], "keyword": [cid for cid, _, _ in keyword]}
-        fused = reciprocal_rank_fusion(rankings, k=self.settings.rrf_k, weights=self._weights())
+        if self.settings.fusion == "convex":
+            fused = convex_fusion({"dense": [(cid, s) for cid, s, _ in dense],
+                                   "keyword": [(cid, s) for cid, s, _ in keyword]}, weights=self._weights())
+        else:
+            rankings = {"dense": [cid for cid, _, _ in dense], "keyword": [cid for cid, _, _ in keyword]}
+            fused = reciprocal_rank_fusion(rankings, k=self.settings.rrf_k, weights=self._weights())
         owner = {cid: pid for cid, _, pid in dense} | {cid: pid for cid, _, pid in keyword}
         chunk_of = {cid: (owner[cid], loaded[owner[cid]].chunks[cid]) for cid, _ in fused}
         fused = self._diversify(fused, chunk_of)
@@ -350,7 +355,7 @@ class MeshSearcher:
             "requested_release": req.release,
             "k": req.k,
             "candidates": n,
-            "fusion": "rrf",
+            "fusion": self.settings.fusion,
             "rrf_k": self.settings.rrf_k,
             "weights": self._weights(),
             "same_document_decay": self.settings.same_document_decay,
@@ -372,6 +377,16 @@ class MeshSearcher:
         if release.store != self.store.name:
             raise ConfigError(f"release {release.id} lives in the {release.store} store but this searcher "
                               f"reads {self.store.name}; set MESHRAG_STORE={release.store}")
+
+    def release(self, ref: str = CURRENT) -> Release:
+        """A release by id or alias (no access check: for the service's own housekeeping)."""
+        self._require_warm()
+        return self._resolve_release(ref)
+
+    def chunks_of(self, chunk_version: str) -> list[Chunk]:
+        """All chunks of one chunk product version (loaded once, shared with search; no access check)."""
+        self._require_warm()
+        return list(self._chunk_version(chunk_version).chunks.values())
 
     def _resolve_release(self, ref: str) -> Release:
         """A release by id (cached: releases are immutable) or the `current` alias (re-checked by stat)."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from indexing.embedding_cache import EmbeddingCache
+from indexing.releases import CURRENT
 from indexing.stores.embedded_pg import start_postgres
 from knowledge.catalog import freshness
 from knowledge.errors import ConfigError
@@ -70,7 +73,9 @@ class MeshService:
         self._provenance.warm_up()
 
     def _create_answerer(self) -> Answerer:
-        scorer = SupportScorer(self.searcher.embedder)
+        # Passage vectors persist beside the indexer's embedding cache (same keys: model id + text hash).
+        store = EmbeddingCache(self.settings.resolved_cache_dir() / "embeddings.sqlite")
+        scorer = SupportScorer(self.searcher.embedder, store=store)
         if self.settings.answerer == "extractive":
             return ExtractiveAnswerer(scorer)
         from retrieval.answer.llm import LLMAnswerer, create_chat_model
@@ -101,6 +106,30 @@ class MeshService:
         if self._provenance is None:
             raise RuntimeError("MeshService is not warmed up: call warm_up() first")
         return self._provenance
+
+    def prepare_answer_vectors(self, release: str = CURRENT, *, batch: int = 256,
+                               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Embed ahead every passage the answerer may compare a question with, for all chunks of
+        `release`, into the persistent store: answering then embeds only the question. Idempotent and
+        incremental (a second call, or a new release sharing chunks, embeds only what is new).
+        `progress(done, total)` is called after each batch. Returns counts and seconds."""
+        t0 = time.perf_counter()
+        answerer, scorer = self.answerer, getattr(self.answerer, "scorer", None)
+        if not isinstance(scorer, SupportScorer):
+            return {"release_id": None, "passages": 0, "embedded": 0, "seconds": 0.0}
+        resolved = self.searcher.release(release)
+        texts: list[str] = []
+        for entry in resolved.products.values():
+            for chunk in self.searcher.chunks_of(entry.chunk_version):
+                texts.extend(answerer.passages(chunk))
+        distinct = list(dict.fromkeys(texts))
+        todo = scorer.missing(distinct)
+        for first in range(0, len(todo), batch):
+            scorer.embed(todo[first:first + batch])
+            if progress is not None:
+                progress(min(first + batch, len(todo)), len(todo))
+        return {"release_id": resolved.id, "passages": len(distinct), "embedded": len(todo),
+                "seconds": round(time.perf_counter() - t0, 3)}
 
     # ------------------------------------------------------------------------------------------ flows
     def search(self, req: SearchRequest) -> SearchResult:

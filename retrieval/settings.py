@@ -7,6 +7,12 @@ Defaults were measured on the sample mesh's 204 answerable golden questions with
     + question words stripped from the keyword query           0.929 / 0.857
     + same-document decay 0.7 (the defaults below)              0.946 / 0.868
 
+- `fusion` = "convex": z-scores of each list's candidates, shifted to start at 0, summed with the
+  weights (retrieval/fusion.py). Measured against RRF k=60 with everything else at the defaults:
+  golden set recall@1 0.686 → 0.735, recall@5 0.956 → 0.953, nDCG@10 0.864 → 0.878 (`meshrag eval`:
+  abstention accuracy 0.875 both, false abstention 0.078 → 0.059); SciFact test nDCG@10 0.6915 →
+  0.7126 over the same top-50 lists (`python benchmarks/scifact.py`, row hybrid-served; equal weights
+  were the best on the 809 train queries among dense shares 0.3-0.9). "rrf" keeps the rank fusion.
 - `candidates` = 50 per list; 20–200 changed nDCG@10 by less than ±0.005.
 - `rrf_k` = 60 (Cormack, Clarke & Büttcher, SIGIR 2009); 10–100 moved nDCG@10 within ±0.005.
 - `dense_weight` = `keyword_weight` = 1.0; weight ratios from 0.5 to 2 moved nDCG@10 within ±0.01, so
@@ -20,6 +26,10 @@ Defaults were measured on the sample mesh's 204 answerable golden questions with
 - `torch_threads` = 1: torch intra-op threads while serving. A query is one short text; extra threads
   only synchronise, and under concurrent load they spin against each other (MiniLM query embedding on
   a busy 2-core machine: 16 ms with 1 thread, 390–700 ms with 2). None keeps torch's default.
+- `precompute_answer_vectors` = True: a served process embeds, in the background after start-up, every
+  passage the answerer may compare a question with (sentences and chunks of the current release) into
+  the persistent embedding cache, so answering embeds only the question (sample mesh: 6,921 passages,
+  once per release; later starts find them all cached). Until it finishes, answers embed what they need.
 - `reranker_model` = None: no cross-encoder ships offline; set it to a local sentence-transformers
   CrossEncoder folder to rerank the best `rerank_candidates` fused chunks.
 """
@@ -41,6 +51,7 @@ class RetrievalSettings(IndexSettings):
 
     top_k: int = Field(8, ge=1, le=200)
     candidates: int = Field(50, ge=1, le=2000)
+    fusion: Literal["rrf", "convex"] = "convex"
     rrf_k: int = Field(60, ge=0, le=10_000)
     same_document_decay: float = Field(0.7, gt=0.0, le=1.0)
     strip_question_words: bool = True
@@ -49,6 +60,7 @@ class RetrievalSettings(IndexSettings):
     reranker_model: str | None = None
     rerank_candidates: int = Field(30, ge=1, le=1000)
     torch_threads: int | None = Field(1, ge=1, le=256)
+    precompute_answer_vectors: bool = True
 
     # The answer stage. "extractive" is offline; "llm" calls an OpenAI-compatible endpoint through LangChain.
     answerer: Literal["extractive", "llm"] = "extractive"

@@ -3,13 +3,15 @@ current release)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import examples
 from api.deps import ServiceDep
-from api.schemas import Health, Readiness
+from api.schemas import AnswerVectors, Health, Readiness
 from knowledge.errors import MeshragError
 from retrieval.service import MeshService
 
@@ -26,7 +28,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-def readiness(service: MeshService, warm: bool) -> Readiness:
+def readiness(service: MeshService, warm: bool, answer_vectors: dict[str, Any] | None = None) -> Readiness:
     problems: list[str] = [] if warm else ["still warming up"]
     store_ok = False
     current = service.searcher.releases.current_id()
@@ -48,6 +50,7 @@ def readiness(service: MeshService, warm: bool) -> Readiness:
         store=store_ok,
         current_release=current,
         problems=problems,
+        answer_vectors=AnswerVectors.model_validate(answer_vectors) if answer_vectors else None,
     )
 
 
@@ -61,7 +64,9 @@ def readiness(service: MeshService, warm: bool) -> Readiness:
     },
 )
 async def readyz(request: Request, service: ServiceDep) -> Readiness | JSONResponse:
-    state = await run_in_threadpool(readiness, service, bool(getattr(request.app.state, "warm", False)))
+    warmer = getattr(request.app.state, "answer_vectors", None)
+    state = await run_in_threadpool(readiness, service, bool(getattr(request.app.state, "warm", False)),
+                                    dict(warmer.state) if warmer is not None else None)
     if state.status != "ready":
         return JSONResponse(state.model_dump(), status_code=503, headers={"Retry-After": "5"})
     return state

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from indexing.types import Chunk
 from retrieval.types import Answer, Citation, RetrievedChunk
 
 ABSTENTION_TEXT = "Not found in the products you can read."
@@ -25,6 +26,11 @@ class Answerer(Protocol):
     def warm_up(self) -> None: ...
 
     def answer(self, question: str, hits: Sequence[RetrievedChunk]) -> Answer: ...
+
+    def passages(self, chunk: Chunk) -> list[str]:
+        """The passages whose vectors answering from `chunk` may need (embedded ahead by
+        `MeshService.prepare_answer_vectors`); [] when the answerer embeds nothing."""
+        ...
 
 
 def answerer_id(answerer: Answerer) -> str:

@@ -24,6 +24,7 @@ from knowledge.errors import ConfigError
 from retrieval.answer.base import citation_for
 from retrieval.answer.sentences import sentence_spans
 from retrieval.answer.support import SupportScorer
+from retrieval.answer.support import cited_text as chunk_cited_text
 from retrieval.types import AnswerSentence, Citation, RetrievedChunk
 
 _MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:[,;]|[-–])\s*\d{1,4})*)\s*\]")
@@ -49,8 +50,7 @@ class _Piece:
 
 def cited_text(hit: RetrievedChunk) -> str:
     """What a citation of `hit` is checked against: the chunk's breadcrumb, then its text."""
-    chunk = hit.chunk
-    return f"{chunk.context}\n\n{chunk.text}" if chunk.context else chunk.text
+    return chunk_cited_text(hit.chunk)
 
 
 def parse_markers(group: str) -> list[int]:

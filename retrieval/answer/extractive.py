@@ -37,6 +37,7 @@ from retrieval.answer.support import (
     ABSTAIN_THRESHOLD,
     MIN_SUPPORT,
     SupportScorer,
+    chunk_passages,
     content_words,
     lexical_recall,
 )
@@ -128,6 +129,12 @@ class ExtractiveAnswerer:
 
     def warm_up(self) -> None:
         self.scorer.warm_up()
+
+    def passages(self, chunk: Chunk) -> list[str]:
+        """Every text this answerer may embed when answering from `chunk` (for `SupportScorer.precompute`)."""
+        section = chunk.heading_path[-1] if chunk.heading_path else ""
+        scored = [f"{section}: {seg.text}" if section else seg.text for seg in answer_candidates(chunk)]
+        return list(dict.fromkeys([*chunk_passages(chunk), *scored]))
 
     def answer(self, question: str, hits: Sequence[RetrievedChunk]) -> Answer:
         support = self.scorer.question_support(question, hits)

@@ -23,10 +23,11 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from indexing.chunking import PROMPT_INJECTION_FLAG
 from indexing.injection import detect_prompt_injection
+from indexing.types import Chunk
 from knowledge.errors import ConfigError
 from retrieval.answer.base import abstention, number_context
 from retrieval.answer.citations import verify_citations
-from retrieval.answer.support import ABSTAIN_THRESHOLD, MIN_SUPPORT, SupportScorer
+from retrieval.answer.support import ABSTAIN_THRESHOLD, MIN_SUPPORT, SupportScorer, chunk_passages
 from retrieval.types import Answer, RetrievedChunk
 
 # Bump on any change to the prompt's wording or the source format: it is recorded with every answer.
@@ -126,6 +127,10 @@ class LLMAnswerer:
 
     def warm_up(self) -> None:
         self.scorer.warm_up()
+
+    def passages(self, chunk: Chunk) -> list[str]:
+        """The texts the scorer may embed when this answerer answers from `chunk`."""
+        return chunk_passages(chunk)
 
     def build_messages(self, question: str, hits: Sequence[RetrievedChunk]) -> list[BaseMessage]:
         """The system and user messages for `question` over `hits` (numbered [1]..[n] in hit order)."""

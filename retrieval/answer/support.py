@@ -35,7 +35,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from indexing.types import Embedder
+from indexing.embedding_cache import EmbeddingCache, text_hash
+from indexing.types import Chunk, Embedder
 from retrieval.answer.sentences import collapse, segments
 from retrieval.types import RetrievedChunk
 
@@ -127,15 +128,33 @@ def _combine(cosine: float, recall: float | None) -> float:
     return SEMANTIC_WEIGHT * semantic + LEXICAL_WEIGHT * recall
 
 
+def cited_text(chunk: Chunk) -> str:
+    """What a citation of `chunk` is checked against: the chunk's breadcrumb, then its text."""
+    return f"{chunk.context}\n\n{chunk.text}" if chunk.context else chunk.text
+
+
+def chunk_passages(chunk: Chunk) -> list[str]:
+    """Every passage of `chunk` the scorer may embed while answering from it: the chunk as searched,
+    the chunk as cited and its sentences (`support_many`), and its sentences (`question_support`)."""
+    texts = [collapse(chunk.embedding_text), *_windows(cited_text(chunk))]
+    texts += [collapse(seg.text) for seg in segments(chunk.text) if seg.kind != "heading"]
+    return list(dict.fromkeys(texts))
+
+
 class SupportScorer:
-    """Support and relevance scores from one embedder (warmed up here) plus lexical overlap."""
+    """Support and relevance scores from one embedder (warmed up here) plus lexical overlap.
+
+    Passage vectors are kept in an in-memory LRU and, when `store` is given, in a persistent
+    `EmbeddingCache` (keyed by model id and text hash) that `precompute` fills ahead of questions, so
+    answering embeds only the question. Question vectors are never persisted."""
 
     name = "embedding-lexical-support"
     version = "1"
 
-    def __init__(self, embedder: Embedder, *, cache_size: int = 20_000) -> None:
+    def __init__(self, embedder: Embedder, *, cache_size: int = 50_000, store: EmbeddingCache | None = None) -> None:
         self.embedder = embedder
         self.cache_size = cache_size
+        self.store = store
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -147,11 +166,39 @@ class SupportScorer:
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
+        if self.store is not None:
+            self.store.warm_up()
 
     # ------------------------------------------------------------------------------------ vectors
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors of `texts` as passages (rows in order), cached (LRU) by text."""
-        return self._cached(self._vectors, texts, self.embedder.embed_documents)
+        """Unit vectors of `texts` as passages (rows in order), cached (LRU, then the store) by text."""
+        return self._cached(self._vectors, texts, self._passages)
+
+    def _passages(self, texts: list[str]) -> np.ndarray:
+        if self.store is None:
+            return self.embedder.embed_documents(texts)
+        model_id = self.embedder.model_id
+        hashes = [text_hash(t) for t in texts]
+        known = self.store.get_many(model_id, hashes)
+        missing = [i for i, h in enumerate(hashes) if h not in known]
+        out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
+        if missing:
+            computed = self.embedder.embed_documents([texts[i] for i in missing])
+            out[missing] = computed
+            self.store.put_many(model_id, {hashes[i]: computed[row] for row, i in enumerate(missing)})
+        for i, h in enumerate(hashes):
+            if h in known:
+                out[i] = known[h]
+        return out
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """The texts (distinct, in order) whose passage vectors are neither in memory nor in the store."""
+        with self._lock:
+            todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if self.store is None or not todo:
+            return todo
+        known = self.store.get_many(self.embedder.model_id, [text_hash(t) for t in todo])
+        return [t for t in todo if text_hash(t) not in known]
 
     def embed_question(self, question: str) -> np.ndarray:
         """The question's unit vector through `embed_query` (an asymmetric embedder encodes queries
