@@ -120,11 +120,14 @@ def _print_gate(result: GateResult) -> None:
 def beir(
     path: Path = typer.Argument(..., help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)."),
     split: str = typer.Option("test", "--split", help="The qrels split to evaluate."),
-    methods: str = typer.Option("dense,keyword,hybrid", "--methods", help="Comma-separated: dense, keyword, keyword-tuned, hybrid-rrf60, hybrid."),
+    methods: str = typer.Option("dense,keyword,hybrid,hybrid-served", "--methods",
+                                help="Comma-separated: dense, keyword, keyword-tuned, hybrid-rrf60, hybrid "
+                                     "(fusion tuned on train), hybrid-served (the service's default fusion)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the JSON report to this file ('-': stdout)."),
     data_dir: Path | None = DataDirOption,
 ) -> None:
-    """nDCG@10 and Recall@100 of dense, keyword and hybrid retrieval on a BEIR-format dataset."""
+    """nDCG@10 and Recall@100 of dense, keyword and hybrid retrieval on a BEIR-format dataset (the
+    train-tuned fusion and the service's own default fusion)."""
     from eval_sets.beir import run_beir
     from indexing.embedder import create_embedder
 
