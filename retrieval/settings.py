@@ -26,6 +26,11 @@ Defaults were measured on the sample mesh's 204 answerable golden questions with
 - `torch_threads` = 1: torch intra-op threads while serving. A query is one short text; extra threads
   only synchronise, and under concurrent load they spin against each other (MiniLM query embedding on
   a busy 2-core machine: 16 ms with 1 thread, 390–700 ms with 2). None keeps torch's default.
+- `query_runtime` = "auto" (MiniLM only): questions are encoded by the model exported to ONNX (once,
+  into `<data dir>/cache/onnx/`, verified against torch on 20 probe texts: cosine >= 0.9999 or it is not
+  used, with a logged warning); "torch" never exports, "onnx" refuses to start without it. Measured with
+  `python benchmarks/query_encoder.py`: p50 0.43-0.44x torch's time per query, SciFact nDCG@10 0.6451
+  with either (indexing/onnx_encoder.py).
 - `precompute_answer_vectors` = True: a served process embeds, in the background after start-up, every
   passage the answerer may compare a question with (sentences and chunks of the current release) into
   the persistent embedding cache, so answering embeds only the question (sample mesh: 6,921 passages,
@@ -60,6 +65,7 @@ class RetrievalSettings(IndexSettings):
     reranker_model: str | None = None
     rerank_candidates: int = Field(30, ge=1, le=1000)
     torch_threads: int | None = Field(1, ge=1, le=256)
+    query_runtime: Literal["auto", "onnx", "torch"] = "auto"
     precompute_answer_vectors: bool = True
 
     # The answer stage. "extractive" is offline; "llm" calls an OpenAI-compatible endpoint through LangChain.

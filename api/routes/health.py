@@ -51,7 +51,20 @@ def readiness(service: MeshService, warm: bool, answer_vectors: dict[str, Any] |
         current_release=current,
         problems=problems,
         answer_vectors=AnswerVectors.model_validate(answer_vectors) if answer_vectors else None,
+        query_encoder=_query_encoder(service),
     )
+
+
+def _query_encoder(service: MeshService) -> dict[str, Any] | None:
+    try:
+        info = getattr(service.searcher.embedder, "query_info", None)
+    except RuntimeError:  # not warmed up yet
+        return None
+    if not callable(info):
+        return None
+    details = info().as_dict()
+    details.pop("onnx_path", None)  # no server file paths to unauthenticated callers
+    return details
 
 
 @router.get(

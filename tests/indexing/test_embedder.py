@@ -3,12 +3,21 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from indexing.embedder import HashEmbedder, MiniLMEmbedder, create_embedder, register_embedder, registered_embedders
+from indexing.embedder import (
+    HashEmbedder,
+    MiniLMEmbedder,
+    QueryVectorCache,
+    create_embedder,
+    register_embedder,
+    registered_embedders,
+)
 from indexing.embedding_cache import EmbeddingCache, embed_with_cache, text_hash
 from indexing.types import Chunk, Embedder
 from knowledge.errors import ConfigError
@@ -37,6 +46,10 @@ def test_registry_errors_name_the_problem():
         create_embedder("nope")
     with pytest.raises(ConfigError, match="bad options for embedder 'hash'"):
         create_embedder("hash", colour="blue")
+    with pytest.raises(ConfigError, match="query_runtime='gpu'"):
+        create_embedder("minilm", query_runtime="gpu")
+    with pytest.raises(ConfigError, match="query_cache_size=-1"):
+        create_embedder("minilm", query_cache_size=-1)
     with pytest.raises(ConfigError, match="already registered"):
         register_embedder("hash", lambda **_: HashEmbedder())
 
@@ -54,7 +67,8 @@ def test_importing_and_constructing_loads_no_model(tmp_path: Path):
         "from indexing.embedder import create_embedder\n"
         "import indexing.chunking, indexing.pii, indexing.keyword, indexing.embedding_cache, indexing.sources\n"
         "e = create_embedder('minilm')\n"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'presidio_analyzer', 'bm25s', 'tiktoken') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'presidio_analyzer', 'bm25s', 'tiktoken',\n"
+        "                     'onnx', 'onnxruntime') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2], timeout=120)
@@ -93,7 +107,7 @@ def test_cache_embeds_only_misses_and_reuses_exact_bytes(hash_embedder, tmp_path
     second, embedded, reused = embed_with_cache(hash_embedder, cache, texts)
     assert (embedded, reused) == (0, 4)
     assert second.tobytes() == first.tobytes()
-    mixed, embedded, reused = embed_with_cache(hash_embedder, cache, ["epsilon", "zeta"])
+    _, embedded, reused = embed_with_cache(hash_embedder, cache, ["epsilon", "zeta"])
     assert (embedded, reused) == (1, 1)
     assert cache.count(hash_embedder.model_id) == 4
     cache.close()
@@ -175,3 +189,83 @@ def test_minilm_with_cache_embeds_nothing_the_second_time(minilm, tmp_path: Path
     second, embedded, reused = embed_with_cache(minilm, cache, texts)
     assert (embedded, reused) == (0, 3)
     assert second.tobytes() == first.tobytes()
+
+
+@pytest.fixture(scope="module")
+def torch_minilm() -> MiniLMEmbedder:
+    """MiniLM that encodes queries with torch, in batches of 2 (so a few texts make several batches)."""
+    embedder = create_embedder("minilm", batch_size=2, query_runtime="torch")
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.mark.slow
+def test_minilm_torch_query_runtime(torch_minilm):
+    info = torch_minilm.query_info()
+    assert info.runtime == "torch" and info.requested == "torch" and info.onnx_path is None
+    assert info.fallback_reason == ""  # torch was asked for: nothing fell back
+    vector = torch_minilm.embed_query(RELATED[0])
+    assert vector.dtype == np.float32 and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+    assert np.allclose(vector, torch_minilm.embed_documents([RELATED[0]])[0], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_minilm_batches_by_word_pieces_and_keeps_input_order(torch_minilm):
+    # Character length and word-piece count disagree here: the long word is many pieces, "a b c" few.
+    texts = ["pneumonoultramicroscopicsilicovolcanoconiosis", "a b c d e f g h", "hello", "x " * 300,
+             "the cat sat", "Zürich café"]
+    pieces = [torch_minilm.count_tokens(t) for t in texts]
+    assert pieces[0] > pieces[2] and len(texts[0]) > len(texts[1])
+    together = torch_minilm.embed_documents(texts)  # three batches of two
+    alone = np.stack([torch_minilm.embed_documents([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_minilm_query_cache_returns_identical_vectors(minilm):
+    text = "How long is the warranty on a refurbished espresso machine?"
+    before = minilm.query_info()
+    first = minilm.embed_query(text)
+    first_copy = first.copy()
+    first[:] = 0.0  # a caller scribbling on its vector does not reach the cache
+    second = minilm.embed_query(text)
+    after = minilm.query_info()
+    assert second.tobytes() == first_copy.tobytes()
+    assert (after.cache_misses - before.cache_misses, after.cache_hits - before.cache_hits) == (1, 1)
+    assert after.cache_maxsize == 4096 and after.cache_size >= 1
+
+
+def test_query_cache_is_a_bounded_lru():
+    cache = QueryVectorCache(2)
+    cache.put("a", np.array([1.0], dtype=np.float32))
+    cache.put("b", np.array([2.0], dtype=np.float32))
+    assert cache.get("a") is not None  # "a" is now the most recent
+    cache.put("c", np.array([3.0], dtype=np.float32))
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    assert len(cache) == 2 and (cache.hits, cache.misses) == (3, 1)
+    off = QueryVectorCache(0)
+    off.put("a", np.array([1.0], dtype=np.float32))
+    assert off.get("a") is None and len(off) == 0
+
+
+@pytest.mark.slow
+def test_minilm_queries_tokens_and_documents_from_many_threads(minilm, torch_minilm):
+    texts = [f"question {i}: does drug {i} interact with grapefruit juice?" for i in range(24)]
+    start = threading.Barrier(6)
+
+    def work(worker: int) -> dict[int, np.ndarray]:
+        start.wait()
+        done = {}
+        for i in range(worker, len(texts), 6):
+            done[i] = minilm.embed_query(texts[i])
+            assert minilm.count_tokens(texts[i]) > 10
+            if i % 5 == 0:
+                minilm.embed_documents(texts[i : i + 3])
+        return done
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = {i: v for part in pool.map(work, range(6)) for i, v in part.items()}  # re-raises errors
+    assert sorted(results) == list(range(len(texts)))
+    reference = torch_minilm.embed_documents(texts)
+    for i, text in enumerate(texts):
+        assert cosine(results[i], reference[i]) >= 0.9999, text
