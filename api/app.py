@@ -157,7 +157,7 @@ class AnswerVectorWarmer:
                      result["passages"], result["embedded"], result["seconds"])
         except _Stopped:
             self.state["status"] = "stopped"
-        except Exception as exc:  # reported in /readyz and the log; answering still works without it
+        except Exception as exc:  # noqa: BLE001 — reported in /readyz and the log; answering still works without it
             self.state.update(status="failed", error=type(exc).__name__)
             log.warning("precomputing answer vectors failed (%s: %s); answers embed passages on demand",
                         type(exc).__name__, exc)

@@ -28,9 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(REPO)
 
-from eval_sets.beir import METHODS, default_cache_dir, run_beir  # noqa: E402
-from indexing.embedder import create_embedder  # noqa: E402
-from knowledge.errors import ConfigError  # noqa: E402
+from eval_sets.beir import METHODS, default_cache_dir, run_beir
+from indexing.embedder import create_embedder
+from knowledge.errors import ConfigError
+
 DEFAULT_PATH = REPO.parent / "shared" / "benchmarks" / "scifact"
 
 # Published test-split figures (nDCG@10 / Recall@100), as listed in shared/benchmarks/scifact/SOURCE.md.
