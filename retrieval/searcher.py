@@ -147,6 +147,10 @@ class MeshSearcher:
             if self.settings.torch_threads is not None and "torch" in sys.modules:
                 # Process-wide; see RetrievalSettings.torch_threads for why one thread serves faster.
                 sys.modules["torch"].set_num_threads(self.settings.torch_threads)
+            if self.settings.torch_threads is not None and "faiss" in sys.modules:
+                # FAISS's OpenMP pool the same way: a single query waiting for two busy cores took 48 ms
+                # instead of 2.2 ms for a 20k exact search (benchmarks/scale.py).
+                sys.modules["faiss"].omp_set_num_threads(self.settings.torch_threads)
             if self._store is None:
                 self._store = create_store(self.settings.store, self.data_dir, self.settings.dsn,
                                            self.settings.pg_schema)

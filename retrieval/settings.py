@@ -23,7 +23,7 @@ Defaults were measured on the sample mesh's 204 answerable golden questions with
 - `strip_question_words` = True: interrogatives, auxiliaries and pronouns are dropped from the BM25
   query (not from the dense one); see `QUESTION_WORDS` in retrieval/searcher.py.
 - `top_k` = 8: chunks returned when a caller does not say (the CLI's `-k` default).
-- `torch_threads` = 1: torch intra-op threads while serving. A query is one short text; extra threads
+- `torch_threads` = 1: torch intra-op threads (and FAISS's OpenMP threads) while serving. A query is one short text; extra threads
   only synchronise, and under concurrent load they spin against each other (MiniLM query embedding on
   a busy 2-core machine: 16 ms with 1 thread, 390–700 ms with 2). None keeps torch's default.
 - `query_runtime` = "auto" (MiniLM only): questions are encoded by the model exported to ONNX (once,

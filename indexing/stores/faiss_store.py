@@ -277,7 +277,8 @@ class FaissStore:
         exact = isinstance(index, faiss.IndexFlat) or available <= self.flat_max
         if not isinstance(index, faiss.IndexFlat) and exact:
             index = faiss.downcast_index(index.storage)
-        want = min(k, available)
+        # One more than k, so the first search usually shows that no hit ties with the k-th best.
+        want = min(k + 1, available)
         while True:
             params = self._params(exact, selector, want)
             scores, found = index.search(unit, want, params=params)

@@ -5,7 +5,7 @@ Tables in `schema` (created by warm_up / create_collection):
     collections(name, dim, size, created)
     vectors_<dim>(collection, id, product_id, domain, classification, document, metadata jsonb,
                   embedding vector(<dim>), primary key (collection, id))
-    + vectors_<dim>_embedding_hnsw: USING hnsw (embedding vector_cosine_ops) WITH (m=16, ef_construction=64)
+    + vectors_<dim>_embedding_hnsw: USING hnsw (embedding vector_cosine_ops) WITH (m=24, ef_construction=128)
 
 Adds are one transaction: replaced ids are deleted, then rows are loaded with binary COPY. A
 dimension's HNSW index is built right after the first bulk load into its table (faster than
@@ -15,7 +15,7 @@ planner sees the new rows.
 Exactness: when the filter's collections hold at most `exact_max` vectors together (default
 10_000) the search runs with index scans disabled, i.e. an exact sequential scan ordered by
 (score desc, id, collection); this keeps small collections (and the contract tests) deterministic.
-Above that, HNSW with `hnsw.ef_search` (default 100) and `hnsw.iterative_scan = relaxed_order`
+Above that, HNSW with `hnsw.ef_search` (default 400) and `hnsw.iterative_scan = relaxed_order`
 fills k under selective filters; its candidates are re-sorted exactly, but which vectors are found
 is approximate. Filters are in the WHERE clause, so rows outside them are never returned or counted.
 Ties compare ids with the "C" collation (code point order), like Python and the FAISS store.
@@ -55,10 +55,13 @@ from knowledge.errors import ConfigError, StoreUnavailable
 
 T = TypeVar("T")
 
-DEFAULT_EF_SEARCH = 100
+# At 1M SciFact-like vectors (benchmarks/scale.py) m=16, ef_construction=64 reached recall@10 0.84 at
+# ef_search 100 and 0.946 at 400; m=24, ef_construction=128 builds 1.8x slower, same index size, and
+# reaches 0.974 at 400 (p50 5.4 ms through this store).
+DEFAULT_EF_SEARCH = 400
 DEFAULT_EXACT_MAX = 10_000
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_M = 24
+HNSW_EF_CONSTRUCTION = 128
 MAX_HNSW_DIM = 2000  # pgvector cannot HNSW-index `vector` columns with more dimensions
 _DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('meshrag.pgvector.ddl'))"
 _COLUMNS = ("collection", "id", *FILTER_FIELDS.values(), "metadata", "embedding")
