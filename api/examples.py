@@ -91,7 +91,7 @@ SEARCH = {
     "request_id": REQUEST_ID,
     "release_id": RELEASE,
     "hits": [HIT],
-    "params": {"k": 5, "fusion": "rrf", "rrf_k": 60, "products_searched": [PRODUCT]},
+    "params": {"k": 5, "fusion": "convex", "rrf_k": 60, "products_searched": [PRODUCT]},
     "timings_ms": {"embed": 14.2, "dense": 0.9, "keyword": 3.1, "fuse": 0.2, "total": 19.8},
 }
 
@@ -202,7 +202,7 @@ PROVENANCE = {
     "principal": {"id": "ana", "roles": ["analyst"]},
     "question": "What is a knowledge product?",
     "release_id": RELEASE,
-    "retrieval_params": {"k": 8, "fusion": "rrf", "products_searched": [PRODUCT]},
+    "retrieval_params": {"k": 8, "fusion": "convex", "products_searched": [PRODUCT]},
     "retrieved": [
         {
             k: CITATION[k]

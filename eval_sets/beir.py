@@ -346,32 +346,30 @@ class BeirEvaluation:
             return self._run(query_ids, self.fused_scores(query_ids, fusion))
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
+    def _candidate_lists(self, query_ids: Sequence[str], depth: int, k1: float = 1.2, b: float = 0.75
+                         ) -> list[tuple[str, list[tuple[str, float]], list[tuple[str, float]]]]:
+        """Per query: its id, the dense top `depth` and the matched BM25 top `depth`, as (doc id, score)."""
+        dense, bm25 = self.dense_scores(query_ids), self.bm25_scores(query_ids, k1, b)
+        dense_top, bm25_top = _top(dense, depth), _top(bm25, depth)
+        ids = self.doc_ids
+        return [(q, [(ids[c], float(dense[r, c])) for c in dense_top[r]],
+                 [(ids[c], float(bm25[r, c])) for c in bm25_top[r] if bm25[r, c] > 0])
+                for r, q in enumerate(query_ids)]
+
     def _rrf_run(self, query_ids: Sequence[str], p: FusionParams) -> dict[str, dict[str, float]]:
         """RRF through the production `reciprocal_rank_fusion` over each list's top `depth`."""
-        dense = self.dense_scores(query_ids)
-        bm25 = self.bm25_scores(query_ids, p.bm25_k1, p.bm25_b)
-        dense_top, bm25_top = _top(dense, p.depth), _top(bm25, p.depth)
-        ids = self.doc_ids
+        weights = {"dense": p.dense_weight, "keyword": 1 - p.dense_weight}
         run = {}
-        for r, q in enumerate(query_ids):
-            rankings = {"dense": [ids[c] for c in dense_top[r]],
-                        "keyword": [ids[c] for c in bm25_top[r] if bm25[r, c] > 0]}
-            fused = reciprocal_rank_fusion(rankings, k=p.rrf_k,
-                                           weights={"dense": p.dense_weight, "keyword": 1 - p.dense_weight})
+        for q, dense, keyword in self._candidate_lists(query_ids, p.depth, p.bm25_k1, p.bm25_b):
+            fused = reciprocal_rank_fusion({"dense": [d for d, _ in dense], "keyword": [d for d, _ in keyword]},
+                                           k=p.rrf_k, weights=weights)
             run[q] = _ranked([doc_id for doc_id, _ in fused[:RUN_DEPTH]])
         return run
 
     def _served_run(self, query_ids: Sequence[str]) -> dict[str, dict[str, float]]:
         """The served default: `convex_fusion` of the top SERVED_CANDIDATES of each list, equal weights."""
-        dense, bm25 = self.dense_scores(query_ids), self.bm25_scores(query_ids)
-        dense_top, bm25_top = _top(dense, SERVED_CANDIDATES), _top(bm25, SERVED_CANDIDATES)
-        ids = self.doc_ids
-        run = {}
-        for r, q in enumerate(query_ids):
-            lists = {"dense": [(ids[c], float(dense[r, c])) for c in dense_top[r]],
-                     "keyword": [(ids[c], float(bm25[r, c])) for c in bm25_top[r] if bm25[r, c] > 0]}
-            run[q] = _ranked([doc_id for doc_id, _ in convex_fusion(lists)])
-        return run
+        return {q: _ranked([doc_id for doc_id, _ in convex_fusion({"dense": dense, "keyword": keyword})])
+                for q, dense, keyword in self._candidate_lists(query_ids, SERVED_CANDIDATES)}
 
     def fused_scores(self, query_ids: Sequence[str], p: FusionParams) -> np.ndarray:
         """Vectorised fused scores for every document (RRF: same formula as `reciprocal_rank_fusion`)."""

@@ -28,7 +28,7 @@ async def search(
     metrics: MetricsDep,
     request_id: RequestIdDep,
 ) -> SearchResponse:
-    """Hybrid retrieval (dense + BM25, fused by RRF) over the products you may read. Filters only
+    """Hybrid retrieval (dense + BM25, fused: z-scores by default, RRF with MESHRAG_FUSION=rrf) over the products you may read. Filters only
     narrow; naming a product you cannot read is answered like a product that does not exist."""
     req = search_request(
         limits,

@@ -197,8 +197,9 @@ class SupportScorer:
             todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
         if self.store is None or not todo:
             return todo
-        known = self.store.get_many(self.embedder.model_id, [text_hash(t) for t in todo])
-        return [t for t in todo if text_hash(t) not in known]
+        hashes = {t: text_hash(t) for t in todo}
+        known = self.store.get_many(self.embedder.model_id, hashes.values())
+        return [t for t in todo if hashes[t] not in known]
 
     def embed_question(self, question: str) -> np.ndarray:
         """The question's unit vector through `embed_query` (an asymmetric embedder encodes queries
