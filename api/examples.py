@@ -237,7 +237,8 @@ PROVENANCE = {
 HEALTH = {"status": "ok"}
 READY = {"status": "ready", "warm": True, "store": True, "current_release": RELEASE, "problems": [],
          "query_encoder": {"runtime": "onnx", "requested": "auto", "onnx_min_cosine": 1.0, "fallback_reason": None,
-                           "cache_hits": 12, "cache_misses": 40, "cache_size": 40, "cache_maxsize": 4096},
+                           "cache_hits": 12, "cache_misses": 40, "cache_size": 40, "cache_maxsize": 4096,
+                           "onnx_threads": 2, "onnx_lone_queries": 31},
          "answer_vectors": {"status": "done", "done": 6921, "total": 6921}}
 METRICS = (
     "# HELP meshrag_http_requests_total HTTP requests by route template and status.\n"

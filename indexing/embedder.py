@@ -182,6 +182,8 @@ class QueryEncoderInfo:
     cache_misses: int
     cache_size: int
     cache_maxsize: int
+    onnx_threads: int = 1  # for a question encoded while no other is (concurrent ones get 1 each)
+    onnx_lone_queries: int = 0  # questions that ran on those threads
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,7 +196,7 @@ class MiniLMEmbedder:
     torch, else with torch and a logged warning; "onnx" requires it (ConfigError otherwise); "torch"
     never exports (an embedder that only embeds documents has no use for it). The export is cached in
     `<cache_dir>/onnx/`; without a cache_dir, in `<tmp>/meshrag-cache-<uid>/onnx/`. `onnx_threads`:
-    onnxruntime intra-op threads per query. `query_cache_size`: query vectors kept (LRU by exact text),
+    onnxruntime intra-op threads for a query encoded while no other is (others get one thread each). `query_cache_size`: query vectors kept (LRU by exact text),
     0 for none.
     """
 
@@ -256,7 +258,8 @@ class MiniLMEmbedder:
             onnx_min_cosine=self.onnx_min_cosine,
             onnx_path=str(self._onnx.path) if self._onnx is not None else None,
             fallback_reason=self.onnx_fallback_reason, cache_hits=cache.hits, cache_misses=cache.misses,
-            cache_size=len(cache), cache_maxsize=cache.maxsize)
+            cache_size=len(cache), cache_maxsize=cache.maxsize, onnx_threads=self.onnx_threads,
+            onnx_lone_queries=self._onnx.lone_queries if self._onnx is not None else 0)
 
     def warm_up(self) -> None:
         with self._lock:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import queue
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -42,12 +45,18 @@ from knowledge.errors import ConfigError, MeshragError
 from knowledge.model import KnowledgeProduct
 
 EMBED_BATCH = 256  # chunks per embedding call (and progress step)
+# While chunking runs, chunks are embedded in windows of this many, longest first within a window: big
+# enough that batches carry little padding, small enough that embedding starts early.
+EMBED_WINDOW = 1024
 
 
 class Progress(Protocol):
     """What the pipeline reports while it works; the CLI renders it as progress bars."""
 
     def begin(self, key: str, description: str, total: int) -> None: ...
+
+    def expect(self, key: str, total: int) -> None:
+        """The total grew (work that is counted as it arrives, e.g. chunks while chunking runs)."""
 
     def advance(self, key: str, n: int = 1) -> None: ...
 
@@ -56,6 +65,8 @@ class Progress(Protocol):
 
 class _NoProgress:
     def begin(self, key: str, description: str, total: int) -> None: ...
+
+    def expect(self, key: str, total: int) -> None: ...
 
     def advance(self, key: str, n: int = 1) -> None: ...
 
@@ -292,12 +303,13 @@ class IndexPipeline:
 
         fingerprint = self.pipeline_fingerprint(product.pii_policy)
         cv = chunk_version_id(product.id, revisions, fingerprint)
+        embedded: _Embedded | None = None
         if self.versions.has_chunk_version(cv):
             chunks = self.versions.read_chunks(cv)
             manifest = self.versions.chunk_manifest(cv)
             report.pii_findings = dict(manifest.get("pii", {}).get("by_type", {}))
         else:
-            chunks, manifest = self._chunk_product(product, paths, revisions, prev, fingerprint, report)
+            chunks, manifest, embedded = self._chunk_and_embed(product, paths, revisions, prev, fingerprint, report)
             self.versions.write_chunk_version(cv, chunks, manifest, extra_writer=lambda d: self._keyword(chunks, d))
         report.chunk_version = cv
         report.chunks = len(chunks)
@@ -309,16 +321,71 @@ class IndexPipeline:
         if self.versions.has_embedding_version(ev) and ev in self.store.collections():
             report.reused = len(chunks)
         else:
-            self._embed(product, ev, cv, chunks, report)
+            self._embed(product, ev, cv, chunks, report, embedded)
         report.embedding_version = ev
         return ProductEntry(product_id=product.id, product_version=product.version, domain=product.domain,
                             classification=product.classification, chunk_version=cv, embedding_version=ev,
                             documents=revisions, n_chunks=len(chunks))
 
+    def _chunk_and_embed(self, product: KnowledgeProduct, paths: dict[str, Path | str], revisions: dict[str, str],
+                         prev: ProductEntry | None, fingerprint: dict[str, Any], report: ProductReport
+                         ) -> tuple[list[Chunk], dict[str, Any], _Embedded]:
+        """Chunk a product in a worker thread while this thread embeds the chunks it hands over.
+
+        Loading, PII scanning and chunking are Python; the forward pass runs in torch's own threads
+        without the GIL, so the two overlap and the pass, the bulk of a cold run, starts early. Chunks
+        are embedded in windows of EMBED_WINDOW, longest first within each. If chunking fails (PII
+        under `reject`), the error is raised here and nothing is stored: vectors already computed only
+        sit in the embedding cache, keyed by the hash of text that passed the PII step.
+        """
+        handoff: queue.Queue[list[Chunk] | None] = queue.Queue()
+        stop = threading.Event()
+
+        def hand_over(new: list[Chunk]) -> None:
+            if stop.is_set():
+                raise _Stopped()
+            handoff.put(new)
+
+        def produce() -> tuple[list[Chunk], dict[str, Any]]:
+            try:
+                return self._chunk_product(product, paths, revisions, prev, fingerprint, report, hand_over)
+            finally:
+                handoff.put(None)
+
+        key = f"embed:{product.id}"
+        self.progress.begin(key, f"{product.id}: embed", 0)
+        arrived: list[Chunk] = []
+        parts: list[_Embedded] = []
+        window: list[Chunk] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="meshrag-chunk") as pool:
+            chunking = pool.submit(produce)
+            try:
+                while (new := handoff.get()) is not None:
+                    arrived.extend(new)
+                    window.extend(new)
+                    self.progress.expect(key, len(arrived))
+                    if len(window) >= EMBED_WINDOW:
+                        parts.append(self._embed_batches(window, key))
+                        window = []
+                chunks, manifest = chunking.result()  # raises what chunking raised
+                if window:
+                    parts.append(self._embed_batches(window, key))
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                self.progress.end(key)
+        if [c.chunk_id for c in arrived] != [c.chunk_id for c in chunks]:
+            raise RuntimeError(f"{product.id}: chunks handed over differ from the chunks made (a pipeline bug)")
+        return chunks, manifest, _Embedded.concat(parts, self.embedder.dim)
+
     def _chunk_product(self, product: KnowledgeProduct, paths: dict[str, Path | str], revisions: dict[str, str],
-                       prev: ProductEntry | None, fingerprint: dict[str, Any], report: ProductReport
+                       prev: ProductEntry | None, fingerprint: dict[str, Any], report: ProductReport,
+                       hand_over: Callable[[list[Chunk]], None] | None = None
                        ) -> tuple[list[Chunk], dict[str, Any]]:
+        """Chunks in document order; `hand_over`, if given, receives each document's chunks as made."""
         t0 = time.perf_counter()
+        give = hand_over or (lambda _: None)
         reusable: dict[str, list[Chunk]] = {}
         if prev is not None and self.versions.has_chunk_version(prev.chunk_version) and \
                 self.versions.chunk_manifest(prev.chunk_version).get("pipeline") == fingerprint:
@@ -339,6 +406,7 @@ class IndexPipeline:
         for doc_id in sorted(paths):
             if doc_id in reusable:
                 chunks.extend(reusable[doc_id])
+                give(reusable[doc_id])
                 continue
             source = paths[doc_id]
             doc = load_document(product.id, source, doc_id) if isinstance(source, Path) else \
@@ -359,6 +427,7 @@ class IndexPipeline:
                                    pii_redactor=self.pii.redact_span if redact else None)
             truncated += result.stats.truncated
             chunks.extend(result.chunks)
+            give(list(result.chunks))
             self.progress.advance(key)
         self.progress.end(key)
         # Reused documents' findings come from the previous manifest.
@@ -397,19 +466,14 @@ class IndexPipeline:
         index.build([c.chunk_id for c in chunks], [c.embedding_text for c in chunks])
         index.save(folder / "keyword")
 
-    def _embed(self, product: KnowledgeProduct, ev: str, cv: str, chunks: Sequence[Chunk], report: ProductReport) -> None:
+    def _embed_batches(self, chunks: Sequence[Chunk], key: str) -> _Embedded:
+        """Vectors for `chunks` (their order), from the embedding cache where it has them."""
         t0 = time.perf_counter()
-        key = f"embed:{product.id}"
-        self.progress.begin(key, f"{product.id}: embed", len(chunks))
         self.cache.warm_up()
-        store = self.store
-        if ev in store.collections():
-            store.drop_collection(ev)  # a collection without a manifest is a leftover of a killed run
-        store.create_collection(ev, self.embedder.dim)
-        embedded = reused = 0
         vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
-        # Longest first across the whole product, so each batch holds chunks of about one length and
-        # little padding is computed (a batch is padded to its longest member).
+        embedded = reused = 0
+        # Longest first, so each batch holds chunks of about one length and little padding is computed
+        # (a batch is padded to its longest member).
         order = sorted(range(len(chunks)), key=lambda i: (-chunks[i].n_model_tokens, i))
         for i in range(0, len(order), EMBED_BATCH):
             rows = order[i:i + EMBED_BATCH]
@@ -422,11 +486,28 @@ class IndexPipeline:
             embedded += e
             reused += r
             self.progress.advance(key, len(batch))
+        return _Embedded(vectors, embedded, reused, time.perf_counter() - t0)
+
+    def _embed(self, product: KnowledgeProduct, ev: str, cv: str, chunks: Sequence[Chunk], report: ProductReport,
+               done: _Embedded | None = None) -> None:
+        """Store the product's vectors as collection `ev` (embedding them now unless `done` has them)."""
+        if done is None:
+            key = f"embed:{product.id}"
+            self.progress.begin(key, f"{product.id}: embed", len(chunks))
+            done = self._embed_batches(chunks, key)
+            self.progress.end(key)
+        if len(done.vectors) != len(chunks):
+            raise RuntimeError(f"{product.id}: {len(done.vectors)} vectors for {len(chunks)} chunks (a pipeline bug)")
+        t0 = time.perf_counter()
+        store = self.store
+        if ev in store.collections():
+            store.drop_collection(ev)  # a collection without a manifest is a leftover of a killed run
+        store.create_collection(ev, self.embedder.dim)
         records = [VectorRecord(id=c.chunk_id, vector=v, metadata={
             "product_id": c.product_id, "domain": product.domain, "classification": product.classification,
-            "document": c.document}) for c, v in zip(chunks, vectors, strict=True)]
+            "document": c.document}) for c, v in zip(chunks, done.vectors, strict=True)]
         store.add(ev, records)  # one bulk write: FAISS rewrites a collection per add, pgvector COPYs once
-        self.progress.end(key)
+        embedded, reused = done.embedded, done.reused
         report.embedded, report.reused = embedded, reused
         self.versions.write_embedding_manifest(ev, {
             "kind": "embedding-product-version",
@@ -442,6 +523,27 @@ class IndexPipeline:
             "reused": reused,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "libraries": library_versions(),
-            "timings": {"embed_s": round(time.perf_counter() - t0, 3)},
+            "timings": {"embed_s": round(time.perf_counter() - t0 + done.seconds, 3)},
         })
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """Vectors for a list of chunks (same order) and how many were embedded or came from the cache."""
+
+    vectors: np.ndarray
+    embedded: int
+    reused: int
+    seconds: float = 0.0
+
+    @staticmethod
+    def concat(parts: Sequence[_Embedded], dim: int) -> _Embedded:
+        if not parts:
+            return _Embedded(np.zeros((0, dim), dtype=np.float32), 0, 0)
+        return _Embedded(np.concatenate([p.vectors for p in parts]), sum(p.embedded for p in parts),
+                         sum(p.reused for p in parts), sum(p.seconds for p in parts))
+
+
+class _Stopped(Exception):
+    """Raised in the chunking thread once the embedding side has failed: no point chunking on."""
 

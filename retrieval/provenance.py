@@ -26,7 +26,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -39,6 +39,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from knowledge.errors import ConfigError, ProvenanceCorrupt, ProvenanceNotFound, StoreUnavailable
 from knowledge.model import Principal
+from retrieval.group_commit import GroupCommitter
 from retrieval.types import Answer, Citation, SearchResult
 
 RECORD_VERSION = 1
@@ -244,12 +245,12 @@ def _content(data: Mapping[str, Any]) -> bytes:
     return canonical_json({k: v for k, v in data.items() if k not in _CHAIN_FIELDS})
 
 
-def _existing_or_conflict(record: ProvenanceRecord, stored: Mapping[str, Any]) -> ProvenanceRecord:
-    """A retry (same request id and content) returns the stored record; a different one is refused."""
-    if _content(stored) == _content(record.as_dict()):
-        return ProvenanceRecord.from_dict(stored)
-    raise ConfigError(f"request id {record.request_id!r} already has a different provenance record "
-                      f"(seq {stored.get('seq')}); every answer needs its own request id")
+def _existing_or_error(record: ProvenanceRecord, stored: ProvenanceRecord) -> ProvenanceRecord | ConfigError:
+    """A retry (same request id and content) gets the stored record; a different record gets the error."""
+    if _content(stored.as_dict()) == _content(record.as_dict()):
+        return stored
+    return ConfigError(f"request id {record.request_id!r} already has a different provenance record "
+                       f"(seq {stored.seq}); every answer needs its own request id")
 
 
 def _prepared(record: ProvenanceRecord) -> ProvenanceRecord:
@@ -495,8 +496,11 @@ class SqliteProvenanceLog:
         self._busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self._group: GroupCommitter[ProvenanceRecord, ProvenanceRecord] = GroupCommitter(self._append_batch)
 
     def warm_up(self) -> None:
+        if self._conn is not None:  # open already: no need to wait for a commit in flight
+            return
         with self._lock:
             if self._conn is not None:
                 return
@@ -527,35 +531,57 @@ class SqliteProvenanceLog:
                 self._conn = None
 
     def append(self, record: ProvenanceRecord) -> ProvenanceRecord:
+        """Durable (fsynced) when it returns; appends queued meanwhile share the next commit."""
         record = _prepared(record)
         self.warm_up()
+        return self._group.submit(record)
+
+    @property
+    def commit_stats(self) -> dict[str, float | int]:
+        return self._group.report()
+
+    def _append_batch(self, records: Sequence[ProvenanceRecord]) -> list[ProvenanceRecord | BaseException]:
         with self._lock, self._errors():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                stored = conn.execute("SELECT record FROM provenance WHERE request_id = ?",
-                                      (record.request_id,)).fetchone()
-                if stored is not None:
-                    conn.execute("ROLLBACK")
-                    return _existing_or_conflict(record, self._parsed(stored[0]))
                 head = conn.execute(_SQLITE_HEAD).fetchone()
                 if head is None:
                     raise ProvenanceCorrupt(f"the head anchor of {self.path} is missing; run "
                                             "`meshrag provenance verify` and restore the log from a backup")
-                chained = _chained(record, *head)
-                conn.execute(
-                    "INSERT INTO provenance (seq, request_id, principal_id, created_at, record, prev_hash,"
-                    " hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (chained.seq, chained.request_id, chained.principal.id, chained.created_at,
-                     canonical_json(chained.as_dict()).decode("utf-8"), chained.prev_hash, chained.hash))
-                conn.execute("UPDATE provenance_head SET seq = ?, request_id = ?, hash = ? WHERE id = 1",
-                             (chained.seq, chained.request_id, chained.hash))
-                conn.execute("COMMIT")
+                results: list[ProvenanceRecord | BaseException] = []
+                batch: dict[str, ProvenanceRecord] = {}
+                for record in records:
+                    stored = batch.get(record.request_id)
+                    if stored is None:
+                        row = conn.execute("SELECT record FROM provenance WHERE request_id = ?",
+                                           (record.request_id,)).fetchone()
+                        if row is not None:
+                            stored = ProvenanceRecord.from_dict(self._parsed(row[0]))
+                    if stored is not None:
+                        results.append(_existing_or_error(record, stored))
+                        continue
+                    chained = _chained(record, *head)
+                    conn.execute(
+                        "INSERT INTO provenance (seq, request_id, principal_id, created_at, record, prev_hash,"
+                        " hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (chained.seq, chained.request_id, chained.principal.id, chained.created_at,
+                         canonical_json(chained.as_dict()).decode("utf-8"), chained.prev_hash, chained.hash))
+                    head = (chained.seq, chained.request_id, chained.hash)
+                    # The anchor moves one record at a time: its trigger refuses any other step.
+                    conn.execute("UPDATE provenance_head SET seq = ?, request_id = ?, hash = ? WHERE id = 1",
+                                 head)
+                    batch[chained.request_id] = chained
+                    results.append(chained)
+                if batch:
+                    conn.execute("COMMIT")
+                else:
+                    conn.execute("ROLLBACK")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        return chained
+        return results
 
     def get(self, request_id: str, principal: Principal | None = None, *,
             admin: bool = False) -> ProvenanceRecord:
@@ -709,8 +735,11 @@ class PgProvenanceLog:
         self._conn: psycopg.Connection | None = None
         self._lock = threading.RLock()
         self._ready = False
+        self._group: GroupCommitter[ProvenanceRecord, ProvenanceRecord] = GroupCommitter(self._append_batch)
 
     def warm_up(self) -> None:
+        if self._ready:  # set up already: no need to wait for a commit in flight
+            return
         with self._lock:
             if self._ready:
                 return
@@ -726,28 +755,49 @@ class PgProvenanceLog:
                 self._conn = None
 
     def append(self, record: ProvenanceRecord) -> ProvenanceRecord:
+        """Durable (committed with synchronous_commit=on) when it returns; appends queued meanwhile share
+        the next commit."""
         record = _prepared(record)
         self.warm_up()
+        return self._group.submit(record)
+
+    @property
+    def commit_stats(self) -> dict[str, float | int]:
+        return self._group.report()
+
+    def _append_batch(self, records: Sequence[ProvenanceRecord]) -> list[ProvenanceRecord | BaseException]:
+        results: list[ProvenanceRecord | BaseException] = []
         with self._transaction() as conn:
             conn.execute("SET LOCAL synchronous_commit = on")  # durable at commit whatever the server default
             head = conn.execute(self._sql(_PG_HEAD + " FOR UPDATE")).fetchone()
-            stored = conn.execute(self._sql("SELECT record FROM {s}.provenance WHERE request_id = %s"),
-                                  (record.request_id,)).fetchone()
-            if stored is not None:
-                return _existing_or_conflict(record, stored[0])
-            if head is None:
-                raise ProvenanceCorrupt(f"the head anchor of schema {self.schema!r} at {self._where} is "
-                                        "missing; run `meshrag provenance verify` and restore the log from a "
-                                        "backup")
-            chained = _chained(record, *head)
-            conn.execute(
-                self._sql("INSERT INTO {s}.provenance (seq, request_id, principal_id, created_at, record,"
-                          " prev_hash, hash) VALUES (%s, %s, %s, %s::timestamptz, %s::jsonb, %s, %s)"),
-                (chained.seq, chained.request_id, chained.principal.id, chained.created_at,
-                 canonical_json(chained.as_dict()).decode("utf-8"), chained.prev_hash, chained.hash))
-            conn.execute(self._sql("UPDATE {s}.provenance_head SET seq = %s, request_id = %s, hash = %s"
-                                   " WHERE id = 1"), (chained.seq, chained.request_id, chained.hash))
-        return chained
+            batch: dict[str, ProvenanceRecord] = {}
+            for record in records:
+                stored = batch.get(record.request_id)
+                if stored is None:
+                    row = conn.execute(self._sql("SELECT record FROM {s}.provenance WHERE request_id = %s"),
+                                       (record.request_id,)).fetchone()
+                    if row is not None:
+                        stored = ProvenanceRecord.from_dict(row[0])
+                if stored is not None:
+                    results.append(_existing_or_error(record, stored))
+                    continue
+                if head is None:
+                    raise ProvenanceCorrupt(f"the head anchor of schema {self.schema!r} at {self._where} is "
+                                            "missing; run `meshrag provenance verify` and restore the log "
+                                            "from a backup")
+                chained = _chained(record, *head)
+                conn.execute(
+                    self._sql("INSERT INTO {s}.provenance (seq, request_id, principal_id, created_at, record,"
+                              " prev_hash, hash) VALUES (%s, %s, %s, %s::timestamptz, %s::jsonb, %s, %s)"),
+                    (chained.seq, chained.request_id, chained.principal.id, chained.created_at,
+                     canonical_json(chained.as_dict()).decode("utf-8"), chained.prev_hash, chained.hash))
+                head = (chained.seq, chained.request_id, chained.hash)
+                # The anchor moves one record at a time: its trigger refuses any other step.
+                conn.execute(self._sql("UPDATE {s}.provenance_head SET seq = %s, request_id = %s, hash = %s"
+                                       " WHERE id = 1"), head)
+                batch[chained.request_id] = chained
+                results.append(chained)
+        return results
 
     def get(self, request_id: str, principal: Principal | None = None, *,
             admin: bool = False) -> ProvenanceRecord:

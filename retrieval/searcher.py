@@ -140,7 +140,8 @@ class MeshSearcher:
             if self._embedder is None:
                 minilm = self.settings.embedder == "minilm"
                 options = {"batch_size": self.settings.embed_batch_size, "query_runtime": self.settings.query_runtime,
-                           "cache_dir": self.settings.resolved_cache_dir()} if minilm else {}
+                           "cache_dir": self.settings.resolved_cache_dir(),
+                           "onnx_threads": self.settings.query_threads} if minilm else {}
                 self._embedder = create_embedder(self.settings.embedder, **options)
             self._embedder.warm_up()
             self._model_id = self._embedder.model_id  # MiniLM hashes its weights file the first time

@@ -26,6 +26,9 @@ Defaults were measured on the sample mesh's 204 answerable golden questions with
 - `torch_threads` = 1: torch intra-op threads (and FAISS's OpenMP threads) while serving. A query is one short text; extra threads
   only synchronise, and under concurrent load they spin against each other (MiniLM query embedding on
   a busy 2-core machine: 16 ms with 1 thread, 390–700 ms with 2). None keeps torch's default.
+- `query_threads` = 2: onnxruntime threads for a question encoded while no other is; questions that
+  arrive while others are being encoded get one thread each (indexing/onnx_encoder.py). A lone
+  question on an idle 2-core machine: 4.6 ms with 2 threads, 6.3 ms with 1; the vectors are identical.
 - `query_runtime` = "auto" (MiniLM only): questions are encoded by the model exported to ONNX (once,
   into `<data dir>/cache/onnx/`, verified against torch on 20 probe texts: cosine >= 0.9999 or it is not
   used, with a logged warning); "torch" never exports, "onnx" refuses to start without it. Measured with
@@ -65,6 +68,7 @@ class RetrievalSettings(IndexSettings):
     reranker_model: str | None = None
     rerank_candidates: int = Field(30, ge=1, le=1000)
     torch_threads: int | None = Field(1, ge=1, le=256)
+    query_threads: int = Field(2, ge=1, le=256)
     query_runtime: Literal["auto", "onnx", "torch"] = "auto"
     precompute_answer_vectors: bool = True
 

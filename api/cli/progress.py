@@ -23,6 +23,10 @@ class RichProgress:
     def begin(self, key: str, description: str, total: int) -> None:
         self._tasks[key] = self._bars.add_task(description, total=total)
 
+    def expect(self, key: str, total: int) -> None:
+        if key in self._tasks:
+            self._bars.update(self._tasks[key], total=total)
+
     def advance(self, key: str, n: int = 1) -> None:
         if key in self._tasks:
             self._bars.advance(self._tasks[key], n)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from indexing.types import Hit, SearchFilter, VectorRecord
+from indexing.types import SearchFilter, VectorRecord
 from knowledge.errors import CollectionNotFound, ConfigError
 
 # SearchFilter attribute → metadata key (and pgvector column) it restricts.
@@ -135,11 +135,6 @@ def filter_collections(flt: SearchFilter) -> tuple[str, ...]:
             f"SearchFilter.collections must be a tuple of names, got the string {flt.collections!r}"
         )
     return tuple(sorted(set(flt.collections)))
-
-
-def merge_hits(hits: Iterable[Hit], k: int) -> list[Hit]:
-    """The k best hits: score descending, ties broken by (id, collection) ascending."""
-    return sorted(hits, key=lambda h: (-h.score, h.id, h.collection))[:k]
 
 
 def _check_finite_nonzero(matrix: np.ndarray, name_of: Callable[[int], str]) -> None:

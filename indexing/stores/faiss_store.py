@@ -43,7 +43,6 @@ from indexing.stores.common import (
     dim_mismatch,
     filter_collections,
     filter_values,
-    merge_hits,
     missing_collections,
     prepare_records,
     query_vector,
@@ -200,10 +199,13 @@ class FaissStore:
         unit = vec[None, :].copy()
         faiss.normalize_L2(unit)
         values = filter_values(flt)
-        hits: list[Hit] = []
+        found: list[tuple[float, str, str, _Collection, int]] = []
         for col in cols:
-            hits.extend(self._search_collection(col, unit, k, col.select(values)))
-        return merge_hits(hits, k)
+            found.extend(self._search_collection(col, unit, k, col.select(values)))
+        # Score descending, ties by (id, collection); metadata JSON is parsed only for the k hits returned.
+        found.sort(key=lambda f: (-f[0], f[1], f[2]))
+        return [Hit(id=id_, collection=name, score=score, metadata=json.loads(col.metadata[row]))
+                for score, id_, name, col, row in found[:k]]
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
         """Delete the given ids (unknown ids are ignored); return how many were deleted."""
@@ -267,7 +269,8 @@ class FaissStore:
 
     def _search_collection(
         self, col: _Collection, unit: np.ndarray, k: int, rows: np.ndarray | None
-    ) -> list[Hit]:
+    ) -> list[tuple[float, str, str, _Collection, int]]:
+        """The k best (score, id, collection name, collection, row), best first, ties by id."""
         available = col.size if rows is None else len(rows)
         if available == 0:
             return []
@@ -288,11 +291,9 @@ class FaissStore:
             if len(found) < k or scores[-1] < scores[k - 1] or want >= available:
                 break
             want = min(available, want * 2)
-        hits = [
-            Hit(id=col.ids[r], collection=col.name, score=float(s), metadata=json.loads(col.metadata[r]))
-            for s, r in zip(scores, found)
-        ]
-        return merge_hits(hits, k)
+        best = [(float(s), col.ids[r], col.name, col, int(r)) for s, r in zip(scores, found)]
+        best.sort(key=lambda f: (-f[0], f[1]))
+        return best[:k]
 
     def _params(
         self, exact: bool, selector: faiss.IDSelector | None, want: int

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,34 @@ def test_the_probe_check_rejects_a_graph_that_is_not_the_model(exported, tmp_pat
     impostor = OnnxQueryEncoder(tmp_path / "constant.onnx", tokenizer)
     assert impostor.encode("anything").shape == (384,)
     assert min_probe_cosine(impostor, reference) < 0.9
+
+
+def test_a_lone_query_gets_two_threads_and_concurrent_ones_one_each_with_equal_vectors(exported):
+    encoder = OnnxQueryEncoder(Path(exported.query_info().onnx_path), exported._truncating, threads=2)
+    assert encoder.sessions == ("single", "lone")
+    for text in (*UNSEEN, *PROBES[:6]):
+        lone, single = encoder.encode(text, "lone"), encoder.encode(text, "single")
+        np.testing.assert_array_equal(lone, single)  # identical, not just close
+    before = encoder.lone_queries
+    encoder.encode(UNSEEN[0])
+    assert encoder.lone_queries == before + 1  # nothing else was running
+
+    # Eight threads at once: most find another query running and take the single-thread session.
+    start = threading.Barrier(8)
+    results: list[np.ndarray] = []
+
+    def work() -> None:
+        start.wait()
+        for _ in range(5):
+            results.append(encoder.encode(UNSEEN[1]))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(results) == 40 and all(np.array_equal(r, results[0]) for r in results)
+    assert encoder.lone_queries - before - 1 < 40
+
+    assert OnnxQueryEncoder(encoder.path, exported._truncating, threads=1).sessions == ("single",)
+    assert min_probe_cosine(encoder, exported.embed_documents(PROBES)) >= MIN_COSINE

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ import psycopg
 import pytest
 import yaml
 
+import indexing.pipeline as pipeline_module
+from indexing.embedder import create_embedder
 from indexing.pipeline import IndexPipeline
 from indexing.releases import ReleaseRegistry
 from indexing.settings import IndexSettings
@@ -232,3 +235,81 @@ def test_unknown_product_selection_is_a_clear_error(tmp_path, mesh):
 
     with pytest.raises(ConfigError, match="unknown product"):
         IndexPipeline(settings_for(tmp_path, mesh)).run(["nope.nothing"])
+
+
+class _GatedProgress:
+    """Records progress events; the chunking bar's second-to-last step waits until the embedding bar
+    has moved, which it can only do if embedding runs while chunking is unfinished."""
+
+    def __init__(self, product_id: str, documents: int) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.embedding_started = threading.Event()
+        self._chunk, self._embed = f"chunk:{product_id}", f"embed:{product_id}"
+        self._gate_at, self._chunked = documents - 1, 0
+        self.waited = False
+
+    def begin(self, key: str, description: str, total: int) -> None:
+        self.events.append(("begin", key))
+
+    def expect(self, key: str, total: int) -> None:
+        self.events.append(("expect", key))
+
+    def advance(self, key: str, n: int = 1) -> None:
+        self.events.append(("advance", key))
+        if key == self._embed:
+            self.embedding_started.set()
+        elif key == self._chunk:
+            self._chunked += 1
+            if self._chunked == self._gate_at:
+                self.waited = self.embedding_started.wait(timeout=60)
+
+    def end(self, key: str) -> None:
+        self.events.append(("end", key))
+
+
+def test_embedding_starts_while_chunking_runs_and_vectors_stay_with_their_chunks(tmp_path, mesh, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "EMBED_WINDOW", 8)
+    s = settings_for(tmp_path, mesh)
+    pid = "platform.mesh-handbook"
+    documents = len(list((mesh / "platform/mesh-handbook/docs").iterdir())) + 1  # + the catalog card
+    progress = _GatedProgress(pid, documents)
+    report = IndexPipeline(s, progress=progress).run()
+    (p,) = report.products
+    assert p.chunks > 8 * 2 and p.embedded == p.chunks
+
+    assert progress.waited, "embedding did not start before chunking finished"
+    first_embed = progress.events.index(("advance", f"embed:{pid}"))
+    assert first_embed < progress.events.index(("end", f"chunk:{pid}"))
+
+    # Every stored vector is its own chunk's: search with each chunk's vector finds that chunk first.
+    entry = ReleaseRegistry(s.resolved_data_dir()).get(report.release_id).products[pid]
+    chunks = VersionStore(s.resolved_data_dir()).read_chunks(entry.chunk_version)
+    embedder = create_embedder("hash")
+    embedder.warm_up()
+    store = create_store("faiss", s.resolved_data_dir())
+    store.warm_up()
+    vectors = embedder.embed_documents([c.embedding_text for c in chunks])
+    for chunk, vector in zip(chunks, vectors):
+        (hit,) = store.search(vector, 1, SearchFilter(collections=(entry.embedding_version,)))
+        same_text = {c.chunk_id for c in chunks if c.embedding_text == chunk.embedding_text}
+        assert hit.id in same_text and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_failed_embedding_while_chunking_fails_the_run_and_stores_nothing(tmp_path, mesh, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "EMBED_WINDOW", 8)
+    s = settings_for(tmp_path, mesh)
+    pipe = IndexPipeline(s)
+    embedder = pipe.embedder
+
+    def broken(texts):
+        raise RuntimeError("the model ran out of memory")
+
+    monkeypatch.setattr(embedder, "embed_documents", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        pipe.run()
+    data = s.resolved_data_dir()
+    assert ReleaseRegistry(data).current() is None
+    assert list(VersionStore(data).chunks_dir.glob("*")) == []
+    store = create_store("faiss", data)
+    store.warm_up()
+    assert store.collections() == []

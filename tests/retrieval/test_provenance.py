@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -533,3 +534,82 @@ def test_cli_on_a_data_dir_without_a_log(tmp_path: Path) -> None:
     result = runner.invoke(app, ["provenance", "verify", "--data-dir", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "no provenance log at" in result.output
     assert not (tmp_path / "empty").exists()
+
+
+# -- group commit ---------------------------------------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def _append_in_thread(log: ProvenanceLog, record: ProvenanceRecord,
+                      out: dict[str, Any], key: str) -> threading.Thread:
+    def work() -> None:
+        try:
+            out[key] = log.append(record)
+        except BaseException as exc:  # noqa: BLE001 - inspected by the test
+            out[key] = exc
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+def test_appends_queued_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
+    """Another writer holds the database lock, so the first append's commit waits; seven appends arrive
+    meanwhile (a retry of one of them and a conflicting record among them) and go in as one transaction."""
+    log = SqliteProvenanceLog(tmp_path / "provenance.sqlite")
+    log.warm_up()
+    other_writer = sqlite3.connect(log.path, isolation_level=None)
+    other_writer.execute("BEGIN IMMEDIATE")
+    out: dict[str, Any] = {}
+    threads = [_append_in_thread(log, make_record(1), out, "first")]
+    _wait_for(lambda: log.commit_stats["commits"] == 1, "the first commit to start")
+    queued = {f"r{i}": make_record(i) for i in range(2, 7)}
+    queued["retry-of-r2"] = make_record(2)
+    queued["conflict-with-r3"] = replace(make_record(7), request_id="req-003")
+    for key, record in queued.items():
+        threads.append(_append_in_thread(log, record, out, key))
+    _wait_for(lambda: log.commit_stats["queued"] == 7, "seven queued appends")
+    other_writer.execute("COMMIT")
+    for thread in threads:
+        thread.join()
+
+    assert log.commit_stats | {"queued": 0} == {"appends": 8, "commits": 2, "largest_batch": 7,
+                                                "failed_commits": 0, "mean_batch": 4.0, "queued": 0}
+    assert out["first"].seq == 1
+    assert sorted(out[f"r{i}"].seq for i in range(2, 7)) == [2, 3, 4, 5, 6]
+    assert out["retry-of-r2"] == out["r2"]
+    assert isinstance(out["conflict-with-r3"], ConfigError)
+    assert "already has a different provenance record" in str(out["conflict-with-r3"])
+    report = log.verify()
+    assert report.ok and report.records == report.head_seq == 6
+    for key in ("first", *(f"r{i}" for i in range(2, 7))):
+        assert log.get(out[key].request_id, ALICE) == out[key]  # every acknowledged record is stored
+
+
+def test_a_failed_group_commit_acknowledges_none_of_its_records(tmp_path: Path) -> None:
+    """The lock is never released within the busy timeout: every append in the batch fails with its own
+    clear error, nothing is stored, and the log works once the lock is gone."""
+    log = SqliteProvenanceLog(tmp_path / "provenance.sqlite", busy_timeout_s=0.5)
+    log.warm_up()
+    other_writer = sqlite3.connect(log.path, isolation_level=None)
+    other_writer.execute("BEGIN IMMEDIATE")
+    out: dict[str, Any] = {}
+    threads = [_append_in_thread(log, make_record(1), out, "first")]
+    _wait_for(lambda: log.commit_stats["commits"] == 1, "the first commit to start")
+    threads += [_append_in_thread(log, make_record(i), out, f"r{i}") for i in range(2, 6)]
+    for thread in threads:
+        thread.join()
+    other_writer.execute("ROLLBACK")
+
+    errors = list(out.values())
+    assert all(isinstance(e, StoreUnavailable) and "locked" in str(e) for e in errors), errors
+    assert len({id(e) for e in errors}) == 5  # each caller raised its own exception object
+    assert log.commit_stats["failed_commits"] == log.commit_stats["commits"] >= 2
+    assert log.verify().records == 0
+    assert log.append(make_record(9)).seq == 1
