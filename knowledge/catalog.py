@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,19 +35,26 @@ class Freshness:
         }
 
 
-def freshness(product: KnowledgeProduct, now: datetime | None = None) -> Freshness:
+def newest_source_update(product: KnowledgeProduct) -> datetime | None:
+    """The newest modification time of the product's source files (None without sources)."""
+    docs = product.documents()
+    return datetime.fromtimestamp(max(p.stat().st_mtime for p in docs), UTC) if docs else None
+
+
+def freshness(product: KnowledgeProduct, now: datetime | None = None, *,
+              source_update: Callable[[KnowledgeProduct], datetime | None] = newest_source_update) -> Freshness:
     """Declared last update when the contract has one (file times reset on a fresh clone), else the
-    newest source modification time; stale when older than the freshness SLA."""
+    newest source modification time (`source_update`, which a server may cache); stale when older
+    than the freshness SLA."""
     now = now or datetime.now(UTC)
     sla_days = product.freshness_sla / timedelta(days=1)
     if product.declared_last_update is not None:
         last, source = product.declared_last_update, "declared"
     else:
-        docs = product.documents()
-        if not docs:
+        newest = source_update(product)
+        if newest is None:
             return Freshness("unknown", None, "none", sla_days, None)
-        last = datetime.fromtimestamp(max(p.stat().st_mtime for p in docs), UTC)
-        source = "sources"
+        last, source = newest, "sources"
     age = now - last
     status: FreshnessStatus = "stale" if age > product.freshness_sla else "fresh"
     return Freshness(status, last, source, sla_days, age / timedelta(days=1))  # type: ignore[arg-type]

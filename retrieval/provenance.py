@@ -40,7 +40,7 @@ from psycopg.conninfo import conninfo_to_dict
 from knowledge.errors import ConfigError, ProvenanceCorrupt, ProvenanceNotFound, StoreUnavailable
 from knowledge.model import Principal
 from retrieval.group_commit import GroupCommitter
-from retrieval.types import Answer, Citation, SearchResult
+from retrieval.types import Answer, Citation, SearchResult, flat_dict
 
 RECORD_VERSION = 1
 GENESIS_HASH = "0" * 64
@@ -111,7 +111,8 @@ class ProvenanceRecord:
             "principal": {"id": self.principal.id, "roles": sorted(self.principal.roles)},
             "question": self.question, "release_id": self.release_id,
             "retrieval_params": self.retrieval_params,
-            "retrieved": [asdict(r) | {"heading_path": list(r.heading_path)} for r in self.retrieved],
+            "retrieved": [flat_dict(r) | {"heading_path": list(r.heading_path), "scores": dict(r.scores)}
+                          for r in self.retrieved],
             "answerer": self.answerer, "prompt_version": self.prompt_version, "model": self.model,
             "answer": self.answer, "abstained": self.abstained, "support": self.support,
             "citations": [c.as_dict() for c in self.citations], "dropped_citations": self.dropped_citations,
@@ -181,7 +182,7 @@ def record_from(
         abstained=answer.abstained, support=answer.support, citations=answer.citations,
         dropped_citations=answer.dropped_citations, timings={**search.timings_ms, **(timings or {})},
     )
-    return _normalised(draft)
+    return _normalised(draft)[0]
 
 
 def check_request_id(request_id: str) -> None:
@@ -214,8 +215,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _normalised(record: ProvenanceRecord) -> ProvenanceRecord:
-    """The record exactly as it will read back from storage: JSON-native values only."""
+def _normalised(record: ProvenanceRecord) -> tuple[ProvenanceRecord, dict[str, Any]]:
+    """The record exactly as it will read back from storage (JSON-native values only), and its dict."""
 
     def default(obj: Any) -> Any:
         if hasattr(obj, "item"):  # numpy scalars
@@ -231,14 +232,7 @@ def _normalised(record: ProvenanceRecord) -> ProvenanceRecord:
         data = json.loads(json.dumps(record.as_dict(), default=default, allow_nan=False))
     except ValueError as exc:
         raise ValueError(f"provenance record {record.request_id!r} holds NaN or infinity ({exc})") from exc
-    return ProvenanceRecord.from_dict(data)
-
-
-def _chained(record: ProvenanceRecord, head_seq: int, head_request_id: str | None,
-             head_hash: str) -> ProvenanceRecord:
-    linked = replace(record, seq=head_seq + 1, prev_request_id=head_request_id, prev_hash=head_hash,
-                     hash="")
-    return replace(linked, hash=record_hash(linked.as_dict()))
+    return ProvenanceRecord.from_dict(data), data
 
 
 def _content(data: Mapping[str, Any]) -> bytes:
@@ -253,12 +247,42 @@ def _existing_or_error(record: ProvenanceRecord, stored: ProvenanceRecord) -> Pr
                        f"(seq {stored.seq}); every answer needs its own request id")
 
 
-def _prepared(record: ProvenanceRecord) -> ProvenanceRecord:
+@dataclass(frozen=True)
+class _Prepared:
+    """A normalised, unchained record and its canonical JSON cut into one piece per field, made before
+    an append waits for the writer. Chaining then only splices in `seq`, `prev_request_id`, `prev_hash`
+    and `hash` and hashes the bytes: the serialisation, most of the cost, stays out of the commit that
+    every concurrent append waits for. The result equals canonical_json of the chained record's dict
+    (canonical JSON is the fields sorted by key, so one field's text does not depend on the others')."""
+
+    record: ProvenanceRecord
+    pieces: tuple[tuple[str, str], ...]  # (field, '"field":<canonical value>') of every non-chain field
+
+    def chained(self, head_seq: int, head_request_id: str | None, head_hash: str
+                ) -> tuple[ProvenanceRecord, str]:
+        """The record as the next after the head, and its stored (canonical JSON) text."""
+        chain: dict[str, Any] = {"seq": head_seq + 1, "prev_request_id": head_request_id, "prev_hash": head_hash}
+        hash_ = hashlib.sha256(self._joined(chain).encode("utf-8")).hexdigest()
+        record = replace(self.record, seq=head_seq + 1, prev_request_id=head_request_id, prev_hash=head_hash,
+                         hash=hash_)
+        return record, self._joined(chain | {"hash": hash_})
+
+    def _joined(self, chain: Mapping[str, Any]) -> str:
+        pieces = sorted((*self.pieces, *((k, _piece(k, v)) for k, v in chain.items())))
+        return "{" + ",".join(text for _, text in pieces) + "}"
+
+
+def _piece(key: str, value: Any) -> str:
+    return canonical_json({key: value}).decode("utf-8")[1:-1]
+
+
+def _prepared(record: ProvenanceRecord) -> _Prepared:
     if record.hash or record.seq:
         raise ValueError(f"provenance record {record.request_id!r} is already chained as seq {record.seq}; "
                          "append the unchained record from record_from()")
     check_request_id(record.request_id)
-    return _normalised(record)
+    normal, data = _normalised(record)
+    return _Prepared(normal, tuple(sorted((k, _piece(k, v)) for k, v in data.items() if k not in _CHAIN_FIELDS)))
 
 
 def _not_found(request_id: str) -> ProvenanceNotFound:
@@ -496,7 +520,7 @@ class SqliteProvenanceLog:
         self._busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
-        self._group: GroupCommitter[ProvenanceRecord, ProvenanceRecord] = GroupCommitter(self._append_batch)
+        self._group: GroupCommitter[_Prepared, ProvenanceRecord] = GroupCommitter(self._append_batch)
 
     def warm_up(self) -> None:
         if self._conn is not None:  # open already: no need to wait for a commit in flight
@@ -540,7 +564,7 @@ class SqliteProvenanceLog:
     def commit_stats(self) -> dict[str, float | int]:
         return self._group.report()
 
-    def _append_batch(self, records: Sequence[ProvenanceRecord]) -> list[ProvenanceRecord | BaseException]:
+    def _append_batch(self, prepared: Sequence[_Prepared]) -> list[ProvenanceRecord | BaseException]:
         with self._lock, self._errors():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -551,7 +575,8 @@ class SqliteProvenanceLog:
                                             "`meshrag provenance verify` and restore the log from a backup")
                 results: list[ProvenanceRecord | BaseException] = []
                 batch: dict[str, ProvenanceRecord] = {}
-                for record in records:
+                for item in prepared:
+                    record = item.record
                     stored = batch.get(record.request_id)
                     if stored is None:
                         row = conn.execute("SELECT record FROM provenance WHERE request_id = ?",
@@ -561,12 +586,12 @@ class SqliteProvenanceLog:
                     if stored is not None:
                         results.append(_existing_or_error(record, stored))
                         continue
-                    chained = _chained(record, *head)
+                    chained, text = item.chained(*head)
                     conn.execute(
                         "INSERT INTO provenance (seq, request_id, principal_id, created_at, record, prev_hash,"
                         " hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (chained.seq, chained.request_id, chained.principal.id, chained.created_at,
-                         canonical_json(chained.as_dict()).decode("utf-8"), chained.prev_hash, chained.hash))
+                        (chained.seq, chained.request_id, chained.principal.id, chained.created_at, text,
+                         chained.prev_hash, chained.hash))
                     head = (chained.seq, chained.request_id, chained.hash)
                     # The anchor moves one record at a time: its trigger refuses any other step.
                     conn.execute("UPDATE provenance_head SET seq = ?, request_id = ?, hash = ? WHERE id = 1",
@@ -735,7 +760,7 @@ class PgProvenanceLog:
         self._conn: psycopg.Connection | None = None
         self._lock = threading.RLock()
         self._ready = False
-        self._group: GroupCommitter[ProvenanceRecord, ProvenanceRecord] = GroupCommitter(self._append_batch)
+        self._group: GroupCommitter[_Prepared, ProvenanceRecord] = GroupCommitter(self._append_batch)
 
     def warm_up(self) -> None:
         if self._ready:  # set up already: no need to wait for a commit in flight
@@ -765,13 +790,14 @@ class PgProvenanceLog:
     def commit_stats(self) -> dict[str, float | int]:
         return self._group.report()
 
-    def _append_batch(self, records: Sequence[ProvenanceRecord]) -> list[ProvenanceRecord | BaseException]:
+    def _append_batch(self, prepared: Sequence[_Prepared]) -> list[ProvenanceRecord | BaseException]:
         results: list[ProvenanceRecord | BaseException] = []
         with self._transaction() as conn:
             conn.execute("SET LOCAL synchronous_commit = on")  # durable at commit whatever the server default
             head = conn.execute(self._sql(_PG_HEAD + " FOR UPDATE")).fetchone()
             batch: dict[str, ProvenanceRecord] = {}
-            for record in records:
+            for item in prepared:
+                record = item.record
                 stored = batch.get(record.request_id)
                 if stored is None:
                     row = conn.execute(self._sql("SELECT record FROM {s}.provenance WHERE request_id = %s"),
@@ -785,12 +811,12 @@ class PgProvenanceLog:
                     raise ProvenanceCorrupt(f"the head anchor of schema {self.schema!r} at {self._where} is "
                                             "missing; run `meshrag provenance verify` and restore the log "
                                             "from a backup")
-                chained = _chained(record, *head)
+                chained, text = item.chained(*head)
                 conn.execute(
                     self._sql("INSERT INTO {s}.provenance (seq, request_id, principal_id, created_at, record,"
                               " prev_hash, hash) VALUES (%s, %s, %s, %s::timestamptz, %s::jsonb, %s, %s)"),
-                    (chained.seq, chained.request_id, chained.principal.id, chained.created_at,
-                     canonical_json(chained.as_dict()).decode("utf-8"), chained.prev_hash, chained.hash))
+                    (chained.seq, chained.request_id, chained.principal.id, chained.created_at, text,
+                     chained.prev_hash, chained.hash))
                 head = (chained.seq, chained.request_id, chained.hash)
                 # The anchor moves one record at a time: its trigger refuses any other step.
                 conn.execute(self._sql("UPDATE {s}.provenance_head SET seq = %s, request_id = %s, hash = %s"

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache
 from typing import Any
 
 from indexing.types import Chunk
 from knowledge.model import Principal
 
 CURRENT = "current"
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def flat_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, one level deep: dataclasses.asdict without its deep copies, for
+    the records answers write on every request (asdict was most of a provenance append's time)."""
+    return {name: getattr(obj, name) for name in _field_names(type(obj))}
 
 
 @dataclass(frozen=True)
@@ -85,9 +97,7 @@ class Citation:
     scores: dict[str, float | int | None] = field(default_factory=dict)  # retrieval scores + "support"
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["heading_path"] = list(self.heading_path)
-        return d
+        return flat_dict(self) | {"heading_path": list(self.heading_path), "scores": dict(self.scores)}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ afterwards answering from any chunk of the release finds every passage it compar
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from knowledge.model import Principal
@@ -46,3 +48,20 @@ def test_precomputed_vectors_equal_vectors_computed_on_demand(small_mesh: SmallM
     stored = fresh.answerer.scorer.embed(texts)
     direct = fresh.searcher.embedder.embed_documents(texts)
     assert stored == pytest.approx(direct, abs=1e-6)
+
+
+def test_prepared_passages_are_held_in_memory_so_answers_read_no_store(small_mesh: SmallMesh):
+    first = MeshService(small_mesh.settings())
+    first.warm_up()
+    first.prepare_answer_vectors()
+    service = MeshService(small_mesh.settings())  # a later start: everything is in the persistent cache
+    service.warm_up()
+    report = service.prepare_answer_vectors()
+    assert report["embedded"] == 0 and report["in_memory"] is True
+    # Wipe the persistent cache underneath the running service: every passage is still at hand.
+    with sqlite3.connect(small_mesh.settings().resolved_cache_dir() / "embeddings.sqlite") as conn:
+        assert conn.execute("DELETE FROM embeddings").rowcount >= report["passages"]
+    passages = [t for entry in service.searcher.release().products.values()
+                for chunk in service.searcher.chunks_of(entry.chunk_version)
+                for t in service.answerer.passages(chunk)]
+    assert service.answerer.scorer.missing(passages) == []
