@@ -276,6 +276,29 @@ def _piece(key: str, value: Any) -> str:
     return canonical_json({key: value}).decode("utf-8")[1:-1]
 
 
+def _chain_batch(prepared: Sequence[_Prepared], stored: Mapping[str, ProvenanceRecord],
+                 head: tuple[int, str | None, str] | None
+                 ) -> tuple[list[ProvenanceRecord | BaseException], list[tuple[Any, ...]]]:
+    """Chain a batch after `head`: a result per item (the chained record, the stored one for a retry,
+    a ConfigError for a different record under a used request id) and the rows to insert, in order."""
+    results: list[ProvenanceRecord | BaseException] = []
+    rows: list[tuple[Any, ...]] = []
+    known = dict(stored)
+    for item in prepared:
+        record = item.record
+        if record.request_id in known:
+            results.append(_existing_or_error(record, known[record.request_id]))
+            continue
+        assert head is not None  # the callers refuse a missing anchor before
+        chained, text = item.chained(*head)
+        rows.append((chained.seq, chained.request_id, chained.principal.id, chained.created_at, text,
+                     chained.prev_hash, chained.hash))
+        head = (chained.seq, chained.request_id, chained.hash)
+        known[chained.request_id] = chained
+        results.append(chained)
+    return results, rows
+
+
 def _prepared(record: ProvenanceRecord) -> _Prepared:
     if record.hash or record.seq:
         raise ValueError(f"provenance record {record.request_id!r} is already chained as seq {record.seq}; "
@@ -502,9 +525,13 @@ _SQLITE_DDL = (
     f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END",
     f"CREATE TRIGGER IF NOT EXISTS provenance_head_no_delete BEFORE DELETE ON provenance_head"
     f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END",
-    "CREATE TRIGGER IF NOT EXISTS provenance_head_forward BEFORE UPDATE ON provenance_head"
-    f" WHEN NEW.seq <> OLD.seq + 1"
-    f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}: the anchor only moves forward'); END",
+    # The anchor moves forward only, and only onto the last record (seq and hash): a batch of appends
+    # moves it once. Replaced on every open, so logs made by older versions (one step per record) get it.
+    "DROP TRIGGER IF EXISTS provenance_head_forward",
+    "CREATE TRIGGER provenance_head_forward BEFORE UPDATE ON provenance_head"
+    " WHEN NEW.seq <= OLD.seq OR NEW.seq IS NOT (SELECT max(seq) FROM provenance)"
+    " OR NEW.hash IS NOT (SELECT hash FROM provenance WHERE seq = NEW.seq)"
+    f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}: the anchor only moves forward, onto the last record'); END",
 )
 
 
@@ -565,6 +592,9 @@ class SqliteProvenanceLog:
         return self._group.report()
 
     def _append_batch(self, prepared: Sequence[_Prepared]) -> list[ProvenanceRecord | BaseException]:
+        """One transaction of a fixed number of statements whatever the batch size: each statement
+        releases the GIL and must win it back, which under concurrent requests costs up to a switch
+        interval (5 ms) per statement."""
         with self._lock, self._errors():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -573,32 +603,18 @@ class SqliteProvenanceLog:
                 if head is None:
                     raise ProvenanceCorrupt(f"the head anchor of {self.path} is missing; run "
                                             "`meshrag provenance verify` and restore the log from a backup")
-                results: list[ProvenanceRecord | BaseException] = []
-                batch: dict[str, ProvenanceRecord] = {}
-                for item in prepared:
-                    record = item.record
-                    stored = batch.get(record.request_id)
-                    if stored is None:
-                        row = conn.execute("SELECT record FROM provenance WHERE request_id = ?",
-                                           (record.request_id,)).fetchone()
-                        if row is not None:
-                            stored = ProvenanceRecord.from_dict(self._parsed(row[0]))
-                    if stored is not None:
-                        results.append(_existing_or_error(record, stored))
-                        continue
-                    chained, text = item.chained(*head)
-                    conn.execute(
-                        "INSERT INTO provenance (seq, request_id, principal_id, created_at, record, prev_hash,"
-                        " hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (chained.seq, chained.request_id, chained.principal.id, chained.created_at, text,
-                         chained.prev_hash, chained.hash))
-                    head = (chained.seq, chained.request_id, chained.hash)
-                    # The anchor moves one record at a time: its trigger refuses any other step.
+                ids = list(dict.fromkeys(item.record.request_id for item in prepared))
+                stored = {rid: ProvenanceRecord.from_dict(self._parsed(text)) for rid, text in conn.execute(
+                    f"SELECT request_id, record FROM provenance WHERE request_id IN ({','.join('?' * len(ids))})",
+                    ids)}
+                results, rows = _chain_batch(prepared, stored, head)
+                if rows:
+                    conn.execute("INSERT INTO provenance (seq, request_id, principal_id, created_at, record,"
+                                 " prev_hash, hash) VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows)),
+                                 [value for row in rows for value in row])
+                    last = rows[-1]
                     conn.execute("UPDATE provenance_head SET seq = ?, request_id = ?, hash = ? WHERE id = 1",
-                                 head)
-                    batch[chained.request_id] = chained
-                    results.append(chained)
-                if batch:
+                                 (last[0], last[1], last[6]))
                     conn.execute("COMMIT")
                 else:
                     conn.execute("ROLLBACK")
@@ -726,7 +742,9 @@ _PG_DDL = (
     "CREATE OR REPLACE FUNCTION {s}.provenance_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
     f" BEGIN RAISE EXCEPTION '{_APPEND_ONLY}: % on % refused', TG_OP, TG_TABLE_NAME; END $$",
     "CREATE OR REPLACE FUNCTION {s}.provenance_head_forward() RETURNS trigger LANGUAGE plpgsql AS $$"
-    f" BEGIN IF NEW.seq <> OLD.seq + 1 THEN RAISE EXCEPTION '{_APPEND_ONLY}: the anchor only moves forward';"
+    " BEGIN IF NEW.seq <= OLD.seq OR NEW.seq IS DISTINCT FROM (SELECT max(seq) FROM {s}.provenance)"
+    " OR NEW.hash IS DISTINCT FROM (SELECT hash FROM {s}.provenance WHERE seq = NEW.seq) THEN"
+    f" RAISE EXCEPTION '{_APPEND_ONLY}: the anchor only moves forward, onto the last record';"
     " END IF; RETURN NEW; END $$",
     "CREATE OR REPLACE TRIGGER provenance_append_only BEFORE UPDATE OR DELETE ON {s}.provenance"
     " FOR EACH ROW EXECUTE FUNCTION {s}.provenance_append_only()",
@@ -791,38 +809,27 @@ class PgProvenanceLog:
         return self._group.report()
 
     def _append_batch(self, prepared: Sequence[_Prepared]) -> list[ProvenanceRecord | BaseException]:
-        results: list[ProvenanceRecord | BaseException] = []
+        """One transaction of a fixed number of statements whatever the batch size (see SQLite's)."""
         with self._transaction() as conn:
             conn.execute("SET LOCAL synchronous_commit = on")  # durable at commit whatever the server default
             head = conn.execute(self._sql(_PG_HEAD + " FOR UPDATE")).fetchone()
-            batch: dict[str, ProvenanceRecord] = {}
-            for item in prepared:
-                record = item.record
-                stored = batch.get(record.request_id)
-                if stored is None:
-                    row = conn.execute(self._sql("SELECT record FROM {s}.provenance WHERE request_id = %s"),
-                                       (record.request_id,)).fetchone()
-                    if row is not None:
-                        stored = ProvenanceRecord.from_dict(row[0])
-                if stored is not None:
-                    results.append(_existing_or_error(record, stored))
-                    continue
-                if head is None:
-                    raise ProvenanceCorrupt(f"the head anchor of schema {self.schema!r} at {self._where} is "
-                                            "missing; run `meshrag provenance verify` and restore the log "
-                                            "from a backup")
-                chained, text = item.chained(*head)
+            ids = list(dict.fromkeys(item.record.request_id for item in prepared))
+            stored = {rid: ProvenanceRecord.from_dict(data) for rid, data in conn.execute(
+                self._sql("SELECT request_id, record FROM {s}.provenance WHERE request_id = ANY(%s)"), (ids,))}
+            if head is None and len(stored) < len(ids):
+                raise ProvenanceCorrupt(f"the head anchor of schema {self.schema!r} at {self._where} is "
+                                        "missing; run `meshrag provenance verify` and restore the log from a "
+                                        "backup")
+            results, rows = _chain_batch(prepared, stored, head)
+            if rows:
                 conn.execute(
                     self._sql("INSERT INTO {s}.provenance (seq, request_id, principal_id, created_at, record,"
-                              " prev_hash, hash) VALUES (%s, %s, %s, %s::timestamptz, %s::jsonb, %s, %s)"),
-                    (chained.seq, chained.request_id, chained.principal.id, chained.created_at, text,
-                     chained.prev_hash, chained.hash))
-                head = (chained.seq, chained.request_id, chained.hash)
-                # The anchor moves one record at a time: its trigger refuses any other step.
+                              " prev_hash, hash) VALUES ")
+                    + sql.SQL(",").join([sql.SQL("(%s, %s, %s, %s::timestamptz, %s::jsonb, %s, %s)")] * len(rows)),
+                    [value for row in rows for value in row])
+                last = rows[-1]
                 conn.execute(self._sql("UPDATE {s}.provenance_head SET seq = %s, request_id = %s, hash = %s"
-                                       " WHERE id = 1"), head)
-                batch[chained.request_id] = chained
-                results.append(chained)
+                                       " WHERE id = 1"), (last[0], last[1], last[6]))
         return results
 
     def get(self, request_id: str, principal: Principal | None = None, *,
