@@ -30,5 +30,8 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not slow and not pg" $(ARGS)
 
+lint: install
+	$(BIN)/ruff check . $(ARGS)
+
 clean:
 	rm -rf $(VENV) .meshrag .pytest_cache

@@ -121,15 +121,18 @@ def read_key_file(path: Path) -> list[ApiKeyEntry]:
             f"cannot read the API key file {path} ({type(exc).__name__}); fix or remove it, "
             "then create keys with `meshrag keys create`"
         ) from None
+
+    def bad_shape(detail: str) -> ConfigError:
+        return ConfigError(
+            f"the API key file {path} does not have the expected shape ({detail}); fix or remove it"
+        )
+
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise bad_shape("expected an object with a `keys` list")
     try:
-        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-            raise ValueError("expected an object with a `keys` list")
         return [ApiKeyEntry.model_validate(e) for e in data["keys"]]
     except (ValueError, ValidationError) as exc:
-        raise ConfigError(
-            f"the API key file {path} does not have the expected shape "
-            f"({str(exc).splitlines()[0]}); fix or remove it"
-        ) from None
+        raise bad_shape(str(exc).splitlines()[0]) from None
 
 
 def check_principal(principal: str, roles: Iterable[str]) -> tuple[str, list[str]]:

@@ -96,8 +96,8 @@ _MAPPING: list[tuple[type[BaseException], int, str, str | None]] = [
         CollectionNotFound,
         503,
         "store_unavailable",
-        "the index store does not hold this release's vectors right now; "
-        "retry, or ask the operator to re-index",
+        ("the index store does not hold this release's vectors right now; "
+         "retry, or ask the operator to re-index"),
     ),
     (ConfigError, 400, "bad_request", None),
     (PolicyViolation, 422, "policy_violation", None),

@@ -30,15 +30,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 STOP = frozenset(
-    """
-    a an the this that these those there here it its they them their theirs he she his her we us our you
-    your i me my what which who whom whose when where why how does do did is are was were am be been being
-    can could should would will shall may might must of in on at to for from by with about into over under
-    as and or but if then than so not no also any some all each every much many more most
-    own owns owned owner define defines defined definition mean means meant tell show give list find
-    get need needs use used uses say says said explain describe work works happen happens apply applies
-    product products data document documents thing things please know
-""".split()
+    [
+        "a", "an", "the", "this", "that", "these", "those", "there", "here", "it", "its", "they", "them",
+        "their", "theirs", "he", "she", "his", "her", "we", "us", "our", "you", "your", "i", "me", "my",
+        "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "do", "did", "is",
+        "are", "was", "were", "am", "be", "been", "being", "can", "could", "should", "would", "will", "shall",
+        "may", "might", "must", "of", "in", "on", "at", "to", "for", "from", "by", "with", "about", "into",
+        "over", "under", "as", "and", "or", "but", "if", "then", "than", "so", "not", "no", "also", "any",
+        "some", "all", "each", "every", "much", "many", "more", "most", "own", "owns", "owned", "owner",
+        "define", "defines", "defined", "definition", "mean", "means", "meant", "tell", "show", "give",
+        "list", "find", "get", "need", "needs", "use", "used", "uses", "say", "says", "said", "explain",
+        "describe", "work", "works", "happen", "happens", "apply", "applies", "product", "products", "data",
+        "document", "documents", "thing", "things", "please", "know",
+    ]
 )
 _WORD = re.compile(r"[\w'’-]+")
 _CONNECTOR = re.compile(
@@ -51,8 +55,10 @@ _DET_BEFORE = re.compile(r"\b(?:the|a|an|this|that|these|those|our|your)\s+$", r
 _HEAD_AFTER = re.compile(r"^\s+(?:data\s+)?products?\b", re.IGNORECASE)
 MAX_SHORT_WORDS = 3
 _QUESTION_START = frozenset(
-    "what which who whom whose when where why how does do did is are was were can could "
-    "should would will may might must".split()
+    [
+        "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "do", "did", "is",
+        "are", "was", "were", "can", "could", "should", "would", "will", "may", "might", "must",
+    ]
 )
 
 

@@ -77,7 +77,7 @@ def import_ragas() -> types.ModuleType:
             stand_in.ChatVertexAI = type("ChatVertexAI", (), {})  # type: ignore[attr-defined]
             sys.modules[name] = stand_in
         import ragas
-        import ragas.metrics  # noqa: F401
+        import ragas.metrics  # explicit: the submodule is loaded here, inside the workaround above
     return ragas
 
 
@@ -133,8 +133,12 @@ class AnswerMetrics:
             return
         import_ragas()
         from ragas.embeddings import LangchainEmbeddingsWrapper
-        from ragas.metrics import (NonLLMContextPrecisionWithReference, NonLLMContextRecall,
-                                   NonLLMStringSimilarity, SemanticSimilarity)
+        from ragas.metrics import (
+            NonLLMContextPrecisionWithReference,
+            NonLLMContextRecall,
+            NonLLMStringSimilarity,
+            SemanticSimilarity,
+        )
 
         self.embedder.warm_up()
         with warnings.catch_warnings():

@@ -507,9 +507,9 @@ def _ndcg10(scores: np.ndarray, rel: np.ndarray, ideal: np.ndarray, positive_onl
 def ranx_scores(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]],
                 metrics: Sequence[str] = METRICS) -> dict[str, float]:
     """Mean metrics over the queries of `qrels` with ranx (a query without results scores 0)."""
-    from ranx import Qrels, Run, evaluate
-
     import warnings
+
+    from ranx import Qrels, Run, evaluate
 
     queries = sorted(qrels)
     # ranx needs at least one entry per query; a doc id that cannot be relevant stands in for "nothing".

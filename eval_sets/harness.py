@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from eval_sets.answer_metrics import AnswerMetrics, AnswerSample, create_answer_metrics, strip_markers
 from eval_sets.golden import GOLDEN_DIR, GoldenQuestion, load_golden
@@ -137,7 +138,7 @@ class EvalHarness:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> EvalHarness:
+    def __enter__(self) -> Self:
         self.warm_up()
         return self
 

@@ -227,10 +227,10 @@ def product_compare_table(report: EvalReport) -> Table:
 def markdown(report: EvalReport) -> str:
     """The report's tables as GitHub-flavoured Markdown."""
     parts = [f"# Evaluation of release `{report.release_id}`", "",
-             f"Golden sets: {', '.join(f'`{s}`' for s in report.sets)} (digest `{report.sets_digest}`); "
-             f"{report.overall.get('n')} questions, {report.overall.get('n_answerable')} answerable. "
-             f"Restricted products (unreadable to the unprivileged probe): "
-             f"{', '.join(report.restricted_products) or 'none'}.", "",
+             (f"Golden sets: {', '.join(f'`{s}`' for s in report.sets)} (digest `{report.sets_digest}`); "
+              f"{report.overall.get('n')} questions, {report.overall.get('n_answerable')} answerable. "
+              f"Restricted products (unreadable to the unprivileged probe): "
+              f"{', '.join(report.restricted_products) or 'none'}."), "",
              "## Overall", "", _md(*overall_table(report)), "", "## Per product", "", _md(*product_table(report))]
     if report.compare is not None:
         parts += ["", f"## Per product: A = `{report.release_id}`, B = `{report.compare.release_id}`", "",

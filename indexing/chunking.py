@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -434,7 +435,7 @@ def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
         pos = text.find("\n", pos + 1, end)
     ordered = sorted(cuts)
     spans = []
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         a, b = _trim(text, a, b)
         if a < b:
             spans.append((a, b))

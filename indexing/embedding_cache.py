@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -89,7 +90,7 @@ class EmbeddingCache:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> EmbeddingCache:
+    def __enter__(self) -> Self:
         self.warm_up()
         return self
 

@@ -35,10 +35,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "disregard the system prompt",
-            r"\b(?:ignore|forget|disregard|override|bypass)\s+(?:all\s+|any\s+)?"
-            r"(?:(?:your|the|its)\s+system\s+(?:prompt|message|instructions)|"
-            r"your\s+(?:instructions|guidelines|guardrails|rules|programming|"
-            r"safety\s+(?:rules|guidelines)))\b",
+            (r"\b(?:ignore|forget|disregard|override|bypass)\s+(?:all\s+|any\s+)?"
+             r"(?:(?:your|the|its)\s+system\s+(?:prompt|message|instructions)|"
+             r"your\s+(?:instructions|guidelines|guardrails|rules|programming|"
+             r"safety\s+(?:rules|guidelines)))\b"),
         ),
         (
             "role reassignment ('you are now')",
@@ -46,14 +46,14 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "note addressed to an AI assistant",
-            rf"\b(?:note|message|instructions?|attention|reminder|directive)\s+(?:to|for)\s+"
-            rf"(?:(?:any|all|the|every|an?)\s+)?(?:{_AI})s?\b"
-            rf"|\b(?:attention|dear|hey|hello|hi)\s+(?:{_AI})s?\s*[:,!]",
+            (rf"\b(?:note|message|instructions?|attention|reminder|directive)\s+(?:to|for)\s+"
+             rf"(?:(?:any|all|the|every|an?)\s+)?(?:{_AI})s?\b"
+             rf"|\b(?:attention|dear|hey|hello|hi)\s+(?:{_AI})s?\s*[:,!]"),
         ),
         (
             "addresses AI readers directly",
-            rf"\b(?:if\s+you\s+are|as)\s+(?:an?\s+|the\s+)?(?:{_AI})\s+(?:reading|processing|summari[sz]ing|"
-            rf"answering|retrieving)\b",
+            (rf"\b(?:if\s+you\s+are|as)\s+(?:an?\s+|the\s+)?(?:{_AI})\s+(?:reading|processing|summari[sz]ing|"
+             rf"answering|retrieving)\b"),
         ),
         (
             "dictates the reply ('reply only with')",
@@ -61,11 +61,11 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "asks to reveal the prompt",
-            r"\b(?:reveal|print|show|repeat|output|disclose|leak)\s+(?:me\s+)?(?:"
-            r"your\s+(?:(?:full|entire|hidden|initial|original|system)\s+)?"
-            r"(?:prompt|instructions|system\s+message)"
-            r"|the\s+(?:(?:full|entire|hidden|initial|original)\s+)?(?:system\s+prompt|system\s+message)"
-            r"|the\s+(?:full|entire|hidden|initial|original)\s+prompt)\b",
+            (r"\b(?:reveal|print|show|repeat|output|disclose|leak)\s+(?:me\s+)?(?:"
+             r"your\s+(?:(?:full|entire|hidden|initial|original|system)\s+)?"
+             r"(?:prompt|instructions|system\s+message)"
+             r"|the\s+(?:(?:full|entire|hidden|initial|original)\s+)?(?:system\s+prompt|system\s+message)"
+             r"|the\s+(?:full|entire|hidden|initial|original)\s+prompt)\b"),
         ),
     )
 )

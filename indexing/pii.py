@@ -104,7 +104,7 @@ class PiiScanner:
             """presidio validates domains against the public-suffix list, fetched over the network."""
 
             def validate_result(self, pattern_text: str) -> bool | None:
-                return True if _EMAIL_DOMAIN.search(pattern_text) else False
+                return bool(_EMAIL_DOMAIN.search(pattern_text))
 
         mastercard_2_series = Pattern(
             "Mastercard 2-series (weak, Luhn-checked)",

@@ -32,8 +32,8 @@ def render_card(product: KnowledgeProduct) -> str:
         "",
         "## What it is and who owns it",
         "",
-        f"{product.title} (`{product.id}`, {product.domain} domain, version {product.version}) is the knowledge "
-        f"product for: {product.purpose}",
+        (f"{product.title} (`{product.id}`, {product.domain} domain, version {product.version}) is the knowledge "
+         f"product for: {product.purpose}"),
         *([f"Usage: {product.usage}"] if product.usage else []),
         *([f"Limitations: {product.limitations}"] if product.limitations else []),
         f"{product.title} is owned by {product.owner.name} ({product.owner.username}) of the {product.team} team"
@@ -41,10 +41,10 @@ def render_card(product: KnowledgeProduct) -> str:
         "",
         "## Access, freshness and retention",
         "",
-        f"{product.title} is classified {product.classification}; roles with read access: "
-        f"{', '.join(product.read_roles)}; PII policy: {product.pii_policy}.",
-        f"The freshness SLA of {product.title} is {_days(product.freshness_sla)}.{declared} "
-        f"Its retention SLA is {_days(product.retention_sla)}.",
+        (f"{product.title} is classified {product.classification}; roles with read access: "
+         f"{', '.join(product.read_roles)}; PII policy: {product.pii_policy}."),
+        (f"The freshness SLA of {product.title} is {_days(product.freshness_sla)}.{declared} "
+         f"Its retention SLA is {_days(product.retention_sla)}."),
         "",
     ]
     return "\n".join(what)

@@ -143,7 +143,9 @@ def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         dt = value
     else:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        # Not redundant on Python 3.11: fromisoformat refuses a date-only "2026-05-29Z" but takes
+        # "2026-05-29+00:00", so dropping the replace would reject contracts that load today.
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))  # noqa: FURB162
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 

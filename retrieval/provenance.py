@@ -510,28 +510,29 @@ def create_provenance_log(kind: ProvenanceKind, data_dir: Path, dsn: str | None 
 _APPEND_ONLY = "provenance is append-only"
 _SQLITE_HEAD = "SELECT seq, request_id, hash FROM provenance_head WHERE id = 1"
 _SQLITE_DDL = (
-    "CREATE TABLE IF NOT EXISTS provenance (seq INTEGER PRIMARY KEY CHECK (seq > 0),"
-    " request_id TEXT NOT NULL UNIQUE, principal_id TEXT NOT NULL, created_at TEXT NOT NULL,"
-    " record TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS provenance (seq INTEGER PRIMARY KEY CHECK (seq > 0),"
+     " request_id TEXT NOT NULL UNIQUE, principal_id TEXT NOT NULL, created_at TEXT NOT NULL,"
+     " record TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"),
     "CREATE INDEX IF NOT EXISTS provenance_principal ON provenance (principal_id, seq)",
-    "CREATE TABLE IF NOT EXISTS provenance_head (id INTEGER PRIMARY KEY CHECK (id = 1),"
-    " seq INTEGER NOT NULL, request_id TEXT, hash TEXT NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS provenance_head (id INTEGER PRIMARY KEY CHECK (id = 1),"
+     " seq INTEGER NOT NULL, request_id TEXT, hash TEXT NOT NULL)"),
     # Seed the anchor only for a new log: a deleted anchor must not quietly restart the chain.
-    f"INSERT INTO provenance_head (id, seq, request_id, hash) SELECT 1, 0, NULL, '{GENESIS_HASH}'"
-    " WHERE NOT EXISTS (SELECT 1 FROM provenance) AND NOT EXISTS (SELECT 1 FROM provenance_head)",
-    f"CREATE TRIGGER IF NOT EXISTS provenance_no_update BEFORE UPDATE ON provenance"
-    f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END",
-    f"CREATE TRIGGER IF NOT EXISTS provenance_no_delete BEFORE DELETE ON provenance"
-    f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END",
-    f"CREATE TRIGGER IF NOT EXISTS provenance_head_no_delete BEFORE DELETE ON provenance_head"
-    f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END",
+    (f"INSERT INTO provenance_head (id, seq, request_id, hash) SELECT 1, 0, NULL, '{GENESIS_HASH}'"
+     " WHERE NOT EXISTS (SELECT 1 FROM provenance) AND NOT EXISTS (SELECT 1 FROM provenance_head)"),
+    (f"CREATE TRIGGER IF NOT EXISTS provenance_no_update BEFORE UPDATE ON provenance"
+     f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"),
+    (f"CREATE TRIGGER IF NOT EXISTS provenance_no_delete BEFORE DELETE ON provenance"
+     f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"),
+    (f"CREATE TRIGGER IF NOT EXISTS provenance_head_no_delete BEFORE DELETE ON provenance_head"
+     f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"),
     # The anchor moves forward only, and only onto the last record (seq and hash): a batch of appends
     # moves it once. Replaced on every open, so logs made by older versions (one step per record) get it.
     "DROP TRIGGER IF EXISTS provenance_head_forward",
-    "CREATE TRIGGER provenance_head_forward BEFORE UPDATE ON provenance_head"
-    " WHEN NEW.seq <= OLD.seq OR NEW.seq IS NOT (SELECT max(seq) FROM provenance)"
-    " OR NEW.hash IS NOT (SELECT hash FROM provenance WHERE seq = NEW.seq)"
-    f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}: the anchor only moves forward, onto the last record'); END",
+    ("CREATE TRIGGER provenance_head_forward BEFORE UPDATE ON provenance_head"
+     " WHEN NEW.seq <= OLD.seq OR NEW.seq IS NOT (SELECT max(seq) FROM provenance)"
+     " OR NEW.hash IS NOT (SELECT hash FROM provenance WHERE seq = NEW.seq)"
+     f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}: the anchor only moves forward, onto the last record');"
+     " END"),
 )
 
 
@@ -730,32 +731,32 @@ def _sqlite_row(seq: int, request_id: str, prev_hash: str, hash_: str, raw: byte
 _PG_DDL = (
     "SELECT pg_advisory_xact_lock(hashtext('meshrag.provenance.ddl'))",
     "CREATE SCHEMA IF NOT EXISTS {s}",
-    "CREATE TABLE IF NOT EXISTS {s}.provenance (seq bigint PRIMARY KEY CHECK (seq > 0),"
-    " request_id text NOT NULL UNIQUE, principal_id text NOT NULL, created_at timestamptz NOT NULL,"
-    " record jsonb NOT NULL, prev_hash text NOT NULL, hash text NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS {s}.provenance (seq bigint PRIMARY KEY CHECK (seq > 0),"
+     " request_id text NOT NULL UNIQUE, principal_id text NOT NULL, created_at timestamptz NOT NULL,"
+     " record jsonb NOT NULL, prev_hash text NOT NULL, hash text NOT NULL)"),
     "CREATE INDEX IF NOT EXISTS provenance_principal ON {s}.provenance (principal_id, seq)",
-    "CREATE TABLE IF NOT EXISTS {s}.provenance_head (id smallint PRIMARY KEY CHECK (id = 1),"
-    " seq bigint NOT NULL, request_id text, hash text NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS {s}.provenance_head (id smallint PRIMARY KEY CHECK (id = 1),"
+     " seq bigint NOT NULL, request_id text, hash text NOT NULL)"),
     # Seed the anchor only for a new log: a deleted anchor must not quietly restart the chain.
-    f"INSERT INTO {{s}}.provenance_head (id, seq, request_id, hash) SELECT 1, 0, NULL, '{GENESIS_HASH}'"
-    " WHERE NOT EXISTS (SELECT 1 FROM {s}.provenance) AND NOT EXISTS (SELECT 1 FROM {s}.provenance_head)",
-    "CREATE OR REPLACE FUNCTION {s}.provenance_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
-    f" BEGIN RAISE EXCEPTION '{_APPEND_ONLY}: % on % refused', TG_OP, TG_TABLE_NAME; END $$",
-    "CREATE OR REPLACE FUNCTION {s}.provenance_head_forward() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN IF NEW.seq <= OLD.seq OR NEW.seq IS DISTINCT FROM (SELECT max(seq) FROM {s}.provenance)"
-    " OR NEW.hash IS DISTINCT FROM (SELECT hash FROM {s}.provenance WHERE seq = NEW.seq) THEN"
-    f" RAISE EXCEPTION '{_APPEND_ONLY}: the anchor only moves forward, onto the last record';"
-    " END IF; RETURN NEW; END $$",
-    "CREATE OR REPLACE TRIGGER provenance_append_only BEFORE UPDATE OR DELETE ON {s}.provenance"
-    " FOR EACH ROW EXECUTE FUNCTION {s}.provenance_append_only()",
-    "CREATE OR REPLACE TRIGGER provenance_no_truncate BEFORE TRUNCATE ON {s}.provenance"
-    " FOR EACH STATEMENT EXECUTE FUNCTION {s}.provenance_append_only()",
-    "CREATE OR REPLACE TRIGGER provenance_head_no_delete BEFORE DELETE ON {s}.provenance_head"
-    " FOR EACH ROW EXECUTE FUNCTION {s}.provenance_append_only()",
-    "CREATE OR REPLACE TRIGGER provenance_head_no_truncate BEFORE TRUNCATE ON {s}.provenance_head"
-    " FOR EACH STATEMENT EXECUTE FUNCTION {s}.provenance_append_only()",
-    "CREATE OR REPLACE TRIGGER provenance_head_forward BEFORE UPDATE ON {s}.provenance_head"
-    " FOR EACH ROW EXECUTE FUNCTION {s}.provenance_head_forward()",
+    (f"INSERT INTO {{s}}.provenance_head (id, seq, request_id, hash) SELECT 1, 0, NULL, '{GENESIS_HASH}'"
+     " WHERE NOT EXISTS (SELECT 1 FROM {s}.provenance) AND NOT EXISTS (SELECT 1 FROM {s}.provenance_head)"),
+    ("CREATE OR REPLACE FUNCTION {s}.provenance_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
+     f" BEGIN RAISE EXCEPTION '{_APPEND_ONLY}: % on % refused', TG_OP, TG_TABLE_NAME; END $$"),
+    ("CREATE OR REPLACE FUNCTION {s}.provenance_head_forward() RETURNS trigger LANGUAGE plpgsql AS $$"
+     " BEGIN IF NEW.seq <= OLD.seq OR NEW.seq IS DISTINCT FROM (SELECT max(seq) FROM {s}.provenance)"
+     " OR NEW.hash IS DISTINCT FROM (SELECT hash FROM {s}.provenance WHERE seq = NEW.seq) THEN"
+     f" RAISE EXCEPTION '{_APPEND_ONLY}: the anchor only moves forward, onto the last record';"
+     " END IF; RETURN NEW; END $$"),
+    ("CREATE OR REPLACE TRIGGER provenance_append_only BEFORE UPDATE OR DELETE ON {s}.provenance"
+     " FOR EACH ROW EXECUTE FUNCTION {s}.provenance_append_only()"),
+    ("CREATE OR REPLACE TRIGGER provenance_no_truncate BEFORE TRUNCATE ON {s}.provenance"
+     " FOR EACH STATEMENT EXECUTE FUNCTION {s}.provenance_append_only()"),
+    ("CREATE OR REPLACE TRIGGER provenance_head_no_delete BEFORE DELETE ON {s}.provenance_head"
+     " FOR EACH ROW EXECUTE FUNCTION {s}.provenance_append_only()"),
+    ("CREATE OR REPLACE TRIGGER provenance_head_no_truncate BEFORE TRUNCATE ON {s}.provenance_head"
+     " FOR EACH STATEMENT EXECUTE FUNCTION {s}.provenance_append_only()"),
+    ("CREATE OR REPLACE TRIGGER provenance_head_forward BEFORE UPDATE ON {s}.provenance_head"
+     " FOR EACH ROW EXECUTE FUNCTION {s}.provenance_head_forward()"),
 )
 _PG_HEAD = "SELECT seq, request_id, hash FROM {s}.provenance_head WHERE id = 1"
 
@@ -853,23 +854,25 @@ class PgProvenanceLog:
     def verify(self) -> VerifyReport:
         """Streams one REPEATABLE READ snapshot on its own connection, so appends go on meanwhile."""
         checker = _ChainChecker()
-        with _pg_errors(self._where):
-            with psycopg.connect(self._dsn, connect_timeout=self._connect_timeout) as conn:
-                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                conn.read_only = True
-                try:
-                    head = conn.execute(self._sql(_PG_HEAD)).fetchone()
-                except psycopg.errors.UndefinedTable as exc:
-                    raise ConfigError(f"no provenance log in schema {self.schema!r} at {self._where}; check "
-                                      "the DSN and schema") from exc
-                with conn.cursor(name="meshrag_provenance_verify") as cur:
-                    cur.itersize = 500
-                    cur.execute(self._sql("SELECT seq, request_id, prev_hash, hash, record"
-                                          " FROM {s}.provenance ORDER BY seq"))
-                    for seq, request_id, prev_hash, hash_, data in cur:
-                        ok = isinstance(data, dict)
-                        checker.feed(_Row(seq, request_id, prev_hash, hash_, data if ok else None,
-                                          None if ok else "not a JSON object"))
+        with (
+            _pg_errors(self._where),
+            psycopg.connect(self._dsn, connect_timeout=self._connect_timeout) as conn,
+        ):
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            try:
+                head = conn.execute(self._sql(_PG_HEAD)).fetchone()
+            except psycopg.errors.UndefinedTable as exc:
+                raise ConfigError(f"no provenance log in schema {self.schema!r} at {self._where}; check "
+                                  "the DSN and schema") from exc
+            with conn.cursor(name="meshrag_provenance_verify") as cur:
+                cur.itersize = 500
+                cur.execute(self._sql("SELECT seq, request_id, prev_hash, hash, record"
+                                      " FROM {s}.provenance ORDER BY seq"))
+                for seq, request_id, prev_hash, hash_, data in cur:
+                    ok = isinstance(data, dict)
+                    checker.feed(_Row(seq, request_id, prev_hash, hash_, data if ok else None,
+                                      None if ok else "not a JSON object"))
         return checker.report(head)
 
     def _sql(self, template: str) -> sql.Composed:

@@ -50,12 +50,14 @@ MAX_CACHED_VERSIONS = 512  # chunk versions kept in memory (a release holds one 
 # Closed-class words of questions (interrogatives, auxiliaries, pronouns, determiners) that Lucene's
 # 33-word stoplist keeps. Left in a BM25 query they match FAQ and runbook chunks phrased as questions
 # ("How do I…", "What does…") rather than the answer; removed from the keyword query only.
-QUESTION_WORDS = frozenset("""
-    what which who whom whose when where why how
-    does do did is are was were am been being can could should would will shall may might must
-    i me my we us our you your it its this that these those there their them they he she his her
-    any much many
-""".split())
+QUESTION_WORDS = frozenset([
+    "what", "which", "who", "whom", "whose", "when", "where", "why", "how",
+    "does", "do", "did", "is", "are", "was", "were", "am", "been", "being", "can", "could", "should", "would",
+    "will", "shall", "may", "might", "must",
+    "i", "me", "my", "we", "us", "our", "you", "your", "it", "its", "this", "that", "these", "those", "there",
+    "their", "them", "they", "he", "she", "his", "her",
+    "any", "much", "many",
+])
 
 
 @dataclass(frozen=True)

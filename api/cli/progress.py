@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from api.cli.common import err_console
@@ -13,7 +15,7 @@ class RichProgress:
                               TimeElapsedColumn(), console=err_console, transient=False)
         self._tasks: dict[str, TaskID] = {}
 
-    def __enter__(self) -> RichProgress:
+    def __enter__(self) -> Self:
         self._bars.start()
         return self
 

@@ -20,7 +20,10 @@ from retrieval.service import MeshService
 router = APIRouter(prefix="/v1", tags=["catalog"])
 _WORD = re.compile(r"\w+")
 _STOP = QUESTION_WORDS | frozenset(
-    "a an the of in on at to for from by with and or about product products".split()
+    [
+        "a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "about",
+        "product", "products",
+    ]
 )
 
 

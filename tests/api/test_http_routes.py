@@ -286,7 +286,7 @@ def test_openapi_is_complete(api: Api):
                 assert content.get("schema"), (path, method, media)
                 assert "example" in content or "examples" in content, (path, method, media)
             for status, resp in op["responses"].items():
-                if status.startswith("4") or status.startswith("5"):
+                if status.startswith(("4", "5")):
                     assert resp.get("content"), (path, status)
             if "requestBody" in op:
                 body_schema = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit(

@@ -16,11 +16,13 @@ async def _call(url: str, headers: dict[str, str], tool: str, args: dict) -> obj
     import httpx
     from mcp.client.streamable_http import streamable_http_client
 
-    async with httpx.AsyncClient(headers=headers, timeout=60) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
-            names = [t.name for t in (await client.list_tools()).tools]
-            assert names == ["search_catalog", "get_product", "search", "ask"]
-            return await client.call_tool(tool, args)
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=60) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        names = [t.name for t in (await client.list_tools()).tools]
+        assert names == ["search_catalog", "get_product", "search", "ask"]
+        return await client.call_tool(tool, args)
 
 
 def test_mcp_tools_over_http_respect_roles(api):

@@ -42,44 +42,46 @@ def test_store_outage_is_503_and_recovers_without_restart(
     app = create_app(ApiSettings(**common, api_keys=[entry], api_keys_file=tmp_path / "no-keys.json"))
 
     async def scenario() -> None:
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
                 transport=httpx.ASGITransport(app), base_url="http://meshrag", headers={"X-API-Key": key}
-            ) as c:
-                search = {"query": "When is the release alias moved?"}
-                ask = {"question": "Who answers reader questions about a published product?"}
-                assert (await c.post("/v1/search", json=search)).status_code == 200
-                assert (await c.post("/v1/ask", json=ask)).status_code == 200
+            ) as c,
+        ):
+            search = {"query": "When is the release alias moved?"}
+            ask = {"question": "Who answers reader questions about a published product?"}
+            assert (await c.post("/v1/search", json=search)).status_code == 200
+            assert (await c.post("/v1/ask", json=ask)).status_code == 200
 
-                stop_postgres(pg_data_dir)
-                try:
-                    for r in (
-                        await c.post("/v1/search", json=search),
-                        await c.post("/v1/ask", json=ask),
-                        await c.post("/v1/ask", json=ask | {"stream": True}),
-                    ):
-                        assert r.status_code == 503, r.text
-                        assert r.headers["retry-after"] == "5"
-                        err = r.json()["error"]
-                        assert err["type"] == "store_unavailable" and "retry" in err["message"]
-                        assert pg_dsn_schema.dsn not in r.text and "Traceback" not in r.text
-                    ready = await c.get("/readyz")
-                    assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
-                    assert (await c.get("/healthz")).status_code == 200  # alive, just not ready
-                finally:
-                    assert start_postgres(pg_data_dir) == pg_dsn_schema.dsn
+            stop_postgres(pg_data_dir)
+            try:
+                for r in (
+                    await c.post("/v1/search", json=search),
+                    await c.post("/v1/ask", json=ask),
+                    await c.post("/v1/ask", json=ask | {"stream": True}),
+                ):
+                    assert r.status_code == 503, r.text
+                    assert r.headers["retry-after"] == "5"
+                    err = r.json()["error"]
+                    assert err["type"] == "store_unavailable" and "retry" in err["message"]
+                    assert pg_dsn_schema.dsn not in r.text and "Traceback" not in r.text
+                ready = await c.get("/readyz")
+                assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+                assert (await c.get("/healthz")).status_code == 200  # alive, just not ready
+            finally:
+                assert start_postgres(pg_data_dir) == pg_dsn_schema.dsn
 
-                found = await c.post("/v1/search", json=search)
-                assert found.status_code == 200 and found.json()["hits"]
-                answered = await c.post("/v1/ask", json=ask)
-                assert answered.status_code == 200, answered.text
-                record = await c.get(f"/v1/provenance/{answered.json()['request_id']}")
-                assert (
-                    record.status_code == 200 and record.json()["principal"]["id"] == "ops"
-                )  # in PostgreSQL
-                assert (await c.get("/readyz")).status_code == 200
-                metrics = (await c.get("/metrics")).text
-                assert "meshrag_store_unavailable_total 3.0" in metrics
-                assert 'route="/v1/search",status="503"' in metrics
+            found = await c.post("/v1/search", json=search)
+            assert found.status_code == 200 and found.json()["hits"]
+            answered = await c.post("/v1/ask", json=ask)
+            assert answered.status_code == 200, answered.text
+            record = await c.get(f"/v1/provenance/{answered.json()['request_id']}")
+            assert (
+                record.status_code == 200 and record.json()["principal"]["id"] == "ops"
+            )  # in PostgreSQL
+            assert (await c.get("/readyz")).status_code == 200
+            metrics = (await c.get("/metrics")).text
+            assert "meshrag_store_unavailable_total 3.0" in metrics
+            assert 'route="/v1/search",status="503"' in metrics
 
     asyncio.run(scenario())

@@ -117,8 +117,9 @@ def test_ragas_offline_metrics_make_no_network_call(monkeypatch: pytest.MonkeyPa
     quote = "Switch the line to the backup printer and reprint the wave."
     scores = metrics.score([
         AnswerSample("same", "What if the printer jams?", quote, quote,
-                     retrieved_contexts=("# Label printer outage\n\nIf the conveyor label printer jams, switch the "
-                                         "line to the backup printer and reprint the wave.", "Unrelated text about tea."),
+                     retrieved_contexts=(("# Label printer outage\n\nIf the conveyor label printer jams, switch the "
+                                          "line to the backup printer and reprint the wave."),
+                                         "Unrelated text about tea."),
                      reference_contexts=(quote,)),
         AnswerSample("other", "What if the printer jams?", "Call the depot.", quote,
                      retrieved_contexts=("Unrelated text about tea.",), reference_contexts=(quote,)),

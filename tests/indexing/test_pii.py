@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from indexing.pii import PiiScanner, redact_span, resolve_overlaps
@@ -57,7 +59,7 @@ def test_scan_returns_sorted_non_overlapping_findings(pii_scanner):
     text = "Mail a@example.com or call (503) 555-0147; card 4111-1111-1111-1111."
     findings = pii_scanner.scan(text)
     assert [f.entity_type for f in findings] == ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD"]
-    assert all(a.end <= b.start for a, b in zip(findings, findings[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(findings))
     assert pii_scanner.scan("   ") == []
 
 
