@@ -8,6 +8,7 @@ warmed up, in order, and exited before it is closed). The warmed `MeshService` i
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -94,6 +95,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(service.warm_up)
     app.state.keys = keys
     app.state.service = service
+    freeze_heap()
     app.state.warm = True
     vectors = AnswerVectorWarmer(service)
     app.state.answer_vectors = vectors
@@ -114,6 +116,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.warm = False
         vectors.stop()
         service.provenance.close()
+
+
+def freeze_heap() -> None:
+    """Move every object alive now (models, indexes, chunk texts, passage vectors: what lives as long as
+    the process or the release) out of the garbage collector's reach. A full collection otherwise walks
+    all of them, and requests that arrive meanwhile wait: /healthz at concurrency 8 had a p99 of 224 ms
+    against the baseline app's 29 ms. Frozen objects are still freed by reference counting."""
+    gc.collect()
+    gc.freeze()
 
 
 class _Stopped(Exception):
@@ -153,6 +164,7 @@ class AnswerVectorWarmer:
             result = self.service.prepare_answer_vectors(progress=self._progress)
             self.state.update(status="done", done=result["embedded"], total=result["embedded"],
                               passages=result["passages"], seconds=result["seconds"])
+            freeze_heap()  # the passages and their vectors now live as long as the release
             log.info("answer vectors ready: %d passages, %d embedded now, %.1f s",
                      result["passages"], result["embedded"], result["seconds"])
         except _Stopped:

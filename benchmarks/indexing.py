@@ -27,12 +27,13 @@ Model loading counts in both pipelines' times (each loads the model itself); the
 sentence-transformers and LangChain are done before any row. The machine is shared: each row records
 the load average before and after it.
 
-Measured (full corpus, files layout, 2 shared cores, load 2.5-6 from other jobs): ours cold 1778 s
-(2.9 docs/s, 6.2 chunks/s, 11,030 chunks; 54 s load+PII+chunk, 1720 s embed), ours warm 2.9 s,
-LangChain 1938 s (2.7 docs/s, 6.1 chunks/s, 11,797 chunks), limit 1090 s (10.1 chunks/s, run while the
-load fell from 4.5 to 2.5, and still sorted by characters: sorting by word pieces then took 91 s instead
-of 120 s on 1,242 chunks, -24 %; our embedder sorts by characters too). On 1,000 documents in a quieter window: ours 7.8, LangChain 8.8, limit 6.7
-chunks/s. The ratios move by ±30 % with the load; the model's forward pass is ~97 % of a cold run.
+Measured on an idle machine (load 1.6-2.1, 2 cores), `--limit-docs 1000`, files layout: ours cold 88.6 s
+(23.7 chunks/s, 2,102 chunks; chunking 8.0 s, overlapped with embedding), warm 0.32 s (277x), LangChain
+97.3 s (23.1 chunks/s, 2,243 chunks), limit 82.5 s (25.5 chunks/s). Ours / limit 0.93; ours / LangChain
+1.03 in chunks/s, 1.08 in word pieces/s, 1.10 in documents/s; LangChain / limit 0.86 in word pieces/s.
+As the forward pass is ~94 % of either pipeline, ours can beat LangChain by at most limit / LangChain
+(1.16x here) on an idle machine. On a busy one the ratios follow the other jobs' load (600 documents at
+load 2-8: ours / LangChain 1.38 in one run, 0.59 in the next).
 """
 
 from __future__ import annotations

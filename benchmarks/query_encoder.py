@@ -8,8 +8,11 @@ process, with the query caches off:
 - latency: each query through `embed_query` of a torch MiniLM (torch at 1 intra-op thread, as
   `RetrievalSettings.torch_threads` serves) and of an ONNX one (onnxruntime, 1 intra-op thread), the two
   alternating query by query so both see the same load; p50/p95 and their ratio.
-- concurrency: N client threads (default 4) sharing one embedder, for torch and for ONNX with 1 and 2
-  intra-op threads: queries per second and latency percentiles.
+- the same for ONNX as served (`query_threads` = 2: a query encoded while no other is runs on 2
+  intra-op threads, one arriving while others run on 1), with a check that its vectors equal the
+  1-thread ones exactly.
+- concurrency: N client threads (default 4) sharing one embedder, for torch, ONNX with 1 thread and
+  ONNX as served: queries per second and latency percentiles.
 - quality: dense nDCG@10 / Recall@100 on the test split by `eval_sets.beir` (ranx) over the same corpus
   vectors (the runner's cache in --beir-cache-dir, encoded with torch on a first run: minutes), once
   with the torch query vectors and once with the ONNX ones; they must agree to 3 decimals.
@@ -81,14 +84,15 @@ class GivenQueryVectors(BeirEvaluation):
         return self._given
 
 
-def sequential(torch_model: MiniLMEmbedder, onnx_model: MiniLMEmbedder, texts: Sequence[str]
+def sequential(models: Mapping[str, MiniLMEmbedder], texts: Sequence[str]
                ) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    """Per-query seconds and vectors of both, alternating which goes first."""
-    seconds: dict[str, list[float]] = {"torch": [], "onnx": []}
-    vectors: dict[str, list[np.ndarray]] = {"torch": [], "onnx": []}
+    """Per-query seconds and vectors of each model, rotating which goes first."""
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    order = list(models.items())
     for i, text in enumerate(texts):
-        pair = [("torch", torch_model), ("onnx", onnx_model)]
-        for name, model in pair if i % 2 == 0 else pair[::-1]:
+        shift = i % len(order)
+        for name, model in order[shift:] + order[:shift]:
             t = time.perf_counter()
             vector = model.embed_query(text)
             seconds[name].append(time.perf_counter() - t)
@@ -185,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         onnx_two.embed_query(text)
 
     load_before = _load()
-    seconds, vectors = sequential(torch_model, onnx_model, texts)
+    seconds, vectors = sequential({"torch": torch_model, "onnx": onnx_model, "onnx-2": onnx_two}, texts)
     load_after = _load()
     cosines = (vectors["torch"].astype(np.float64) * vectors["onnx"]).sum(axis=1)
 
@@ -221,12 +225,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'onnx (1 thread)':<22} {p['onnx'][0]:>7.2f} {p['onnx'][1]:>7.2f}")
     print(f"{'onnx / torch':<22} {p['onnx'][0] / p['torch'][0]:>7.2f} {p['onnx'][1] / p['torch'][1]:>7.2f}"
           f"   (speed-up x{p['torch'][0] / p['onnx'][0]:.2f} at p50)")
+    print(f"{'onnx (2 threads) *':<22} {p['onnx-2'][0]:>7.2f} {p['onnx-2'][1]:>7.2f}")
+    print(f"{'onnx (2 thr.) / torch':<22} {p['onnx-2'][0] / p['torch'][0]:>7.2f} "
+          f"{p['onnx-2'][1] / p['torch'][1]:>7.2f}   * as served (query_threads=2): a lone query gets 2 threads; "
+          f"vectors equal to 1 thread's: {np.array_equal(vectors['onnx'], vectors['onnx-2'])}")
     print(f"\ncosine(torch, onnx) over the queries: min {cosines.min():.7f}, mean {cosines.mean():.7f}; "
           f"probe min {info.onnx_min_cosine:.7f}; warm-up of the ONNX embedder {warm_s:.1f} s, model load included "
           f"({'exported' if onnx_model.onnx_exported else 'cached export reused'}: {info.onnx_path})")
     print(f"\n{args.concurrency} client threads sharing one embedder (load {load_concurrent})")
     print(f"{'runtime':<22} {'q/s':>7} {'p50 ms':>7} {'p95 ms':>7}")
-    for name, label in (("torch", "torch (1 thread)"), ("onnx-1", "onnx (1 thread)"), ("onnx-2", "onnx (2 threads)")):
+    for name, label in (("torch", "torch (1 thread)"), ("onnx-1", "onnx (1 thread)"),
+                        ("onnx-2", "onnx (2 when alone) *")):
         r = rows_concurrent[name]
         print(f"{label:<22} {r['qps']:>7.1f} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f}")
     print("\ndense retrieval, same corpus vectors (ranx, test split)")
