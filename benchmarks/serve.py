@@ -45,23 +45,23 @@ Threads: with torch's default (2 threads here), the baseline's /search took 684 
 thread of LangChain's executor, 50 ms): the intra-op pool of a long-lived worker thread stalls when
 the cores are busy. That would make any ratio meaningless, hence the matched thread count.
 
-Measured (full default run, fresh temp data dir, ONNX query encoder chosen by the server, 2 cores with
-a load average of 6-7.5 from other jobs throughout; p50 / p99 ms, req/s; ratio = ours/baseline p50):
+Measured (full default run, fresh temp data dir, ONNX query encoder chosen by the server, 2 cores
+otherwise idle: load 1.0-2.7; p50 / p99 ms, req/s; ratio = ours/baseline p50):
 
-    /v1/search first  c=1   52.8 / 106  17 rps   baseline  48.4 / 93    19 rps   1.09
-    /v1/search repeat c=1   14.2 / 18   71 rps   baseline  45.9 / 74    21 rps   0.31
-    /v1/search first  c=8    150 / 271  53 rps   baseline   225 / 334   35 rps   0.67
-    /v1/search first  c=32   367 / 796  75 rps   baseline   615 / 922   51 rps   0.60
-    /v1/ask    first  c=1   49.5 / 65   20 rps   baseline  26.2 / 65    34 rps   (1.89, unlike work)
-    /v1/ask    repeat c=1   34.7 / 46   29 rps
-    /v1/ask    first  c=32   903 / 2659 32 rps   baseline   719 / 1476  42 rps
-    GET /healthz      c=1    1.4 / 5.9  622 rps  baseline   1.1 / 8.0   462 rps
+    /v1/search first  c=1   13.0 / 17.1  75 rps  baseline  23.6 / 30.1  42 rps   0.55
+    /v1/search repeat c=1    5.5 / 8.2  170 rps  baseline  21.3 / 26.7  46 rps   0.26
+    /v1/search first  c=8   71.2 / 111  110 rps  baseline   149 / 223   53 rps   0.48
+    /v1/search first  c=32   274 / 380  112 rps  baseline   620 / 924   51 rps   0.44
+    /v1/ask    first  c=1   25.8 / 33.0  39 rps  baseline  27.7 / 34.3  36 rps   (0.93, unlike work)
+    /v1/ask    repeat c=1   17.4 / 24.4  58 rps
+    /v1/ask    first  c=32   683 / 1138  45 rps  baseline   799 / 1393  38 rps
+    GET /healthz      c=8    7.3 / 24.7 953 rps  baseline   7.4 / 46.9 694 rps
 
-Every goal was missed on the first pass in that run; on the repeat pass /search met 15 ms (14.2) and
-0.5x (0.31x), /ask 40 ms (34.7). Server side at c=1, first pass: /search total 34.5 ms, of which the
-query embedding 24.5; /ask 42.5 = search 15.8 + answer 14.6 + provenance (a synchronous SQLite commit)
-11.4, which grows to 49 ms at c=8 and 478 ms at c=32 (appends are serialised). A shorter run at a
-load of ~4 measured /search first c=1 18.4 ms (ratio 0.83) and /ask first c=1 39.8 ms.
+The run before (no heap freeze; a ~15 % faster CPU at the time) measured /search first c=1 10.9 ms
+(0.54), /ask first c=1 22.2 ms and /healthz c=8 p99 224 ms. Goals: /search 15 ms and /ask 40 ms at c=1
+met; 0.5x at c=1 missed narrowly (met at c=8 and 32); p99 50 ms at c=8 missed (see the README's
+Performance section for why). A run at load 6-7.5, before the ONNX threads, group commit and the
+in-memory answer passages, measured /search 52.8 ms and /ask 49.5 ms first pass at c=1.
 """
 
 from __future__ import annotations
