@@ -6,8 +6,10 @@ keys, no whitespace, UTF-8 (not ASCII-escaped) and floats with an integral value
 -0.0). The dict includes `seq` (1..n), `prev_request_id` and `prev_hash` (64 zeros for the first
 record), so each record commits to the whole chain before it.
 
-A head anchor (seq, request_id, hash of the last record) is updated in the same transaction as each
-append, and appends chain from the anchor, not from the last row. `verify()` therefore detects an
+A head anchor (seq, request_id, hash of the last record) is moved onto the last record in the same
+transaction as the appends (a trigger refuses any other move), and appends chain from the anchor, not
+from the last row. Appends that arrive while a commit is in flight share the next transaction
+(retrieval/group_commit.py); each caller returns only once its own record has committed. `verify()` therefore detects an
 edited record (its content no longer matches its hash), an edited-and-rehashed or reordered record
 (the next record's prev_hash no longer matches), deleted records (a seq gap, naming the deleted
 record's request id from the record after it) and a truncated tail (the log ends before the anchor).
