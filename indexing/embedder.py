@@ -93,11 +93,8 @@ def _weights_digest(model_dir: str) -> str:
     for name in _WEIGHTS_FILES:
         weights = directory / name
         if weights.is_file():
-            digest = hashlib.sha256()
             with weights.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()[:16]
+                return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
     raise ConfigError(
         f"no weights file ({' or '.join(_WEIGHTS_FILES)}) in {directory}; reinstall the model package"
     )

@@ -122,11 +122,8 @@ class ProductBlocked(MeshragError):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def catalog_document(product: KnowledgeProduct, card: str, revision: str) -> SourceDocument:
@@ -478,9 +475,10 @@ class IndexPipeline:
         for i in range(0, len(order), EMBED_BATCH):
             rows = order[i:i + EMBED_BATCH]
             batch = [chunks[r] for r in rows]
-            known = self.cache.get_many(self.embedder.model_id, [c.text_hash for c in batch])
-            if len(known) < len({c.text_hash for c in batch}):
-                self._warm_embedder()  # only load the model when something is not cached
+            if not self._embedder_warm:  # load the model only once something is not cached
+                known = self.cache.get_many(self.embedder.model_id, [c.text_hash for c in batch])
+                if len(known) < len({c.text_hash for c in batch}):
+                    self._warm_embedder()
             got, e, r = embed_with_cache(self.embedder, self.cache, [c.embedding_text for c in batch])
             vectors[rows] = got
             embedded += e

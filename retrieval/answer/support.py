@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from indexing.embedding_cache import EmbeddingCache, text_hash
+from indexing.embedding_cache import EmbeddingCache, embed_with_cache, text_hash
 from indexing.types import Chunk, Embedder
 from retrieval.answer.sentences import collapse, segments
 from retrieval.types import RetrievedChunk
@@ -177,19 +177,7 @@ class SupportScorer:
     def _passages(self, texts: list[str]) -> np.ndarray:
         if self.store is None:
             return self.embedder.embed_documents(texts)
-        model_id = self.embedder.model_id
-        hashes = [text_hash(t) for t in texts]
-        known = self.store.get_many(model_id, hashes)
-        missing = [i for i, h in enumerate(hashes) if h not in known]
-        out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
-        if missing:
-            computed = self.embedder.embed_documents([texts[i] for i in missing])
-            out[missing] = computed
-            self.store.put_many(model_id, {hashes[i]: computed[row] for row, i in enumerate(missing)})
-        for i, h in enumerate(hashes):
-            if h in known:
-                out[i] = known[h]
-        return out
+        return embed_with_cache(self.embedder, self.store, texts)[0]
 
     def missing(self, texts: Sequence[str]) -> list[str]:
         """The texts (distinct, in order) whose passage vectors are neither in memory nor in the store."""

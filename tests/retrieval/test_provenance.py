@@ -564,16 +564,24 @@ def _append_in_thread(log: ProvenanceLog, record: ProvenanceRecord,
     return thread
 
 
-def test_appends_queued_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
-    """Another writer holds the database lock, so the first append's commit waits; seven appends arrive
-    meanwhile (a retry of one of them and a conflicting record among them) and go in as one transaction."""
-    log = SqliteProvenanceLog(tmp_path / "provenance.sqlite")
+def _first_append_blocked(log: SqliteProvenanceLog
+                          ) -> tuple[sqlite3.Connection, dict[str, Any], list[threading.Thread]]:
+    """Another writer takes the database lock, then a first append (key "first") starts its commit and
+    waits for it. Returns that writer (to release it), the results dict and the append's thread."""
     log.warm_up()
     other_writer = sqlite3.connect(log.path, isolation_level=None)
     other_writer.execute("BEGIN IMMEDIATE")
     out: dict[str, Any] = {}
     threads = [_append_in_thread(log, make_record(1), out, "first")]
     _wait_for(lambda: log.commit_stats["commits"] == 1, "the first commit to start")
+    return other_writer, out, threads
+
+
+def test_appends_queued_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
+    """Another writer holds the database lock, so the first append's commit waits; seven appends arrive
+    meanwhile (a retry of one of them and a conflicting record among them) and go in as one transaction."""
+    log = SqliteProvenanceLog(tmp_path / "provenance.sqlite")
+    other_writer, out, threads = _first_append_blocked(log)
     queued = {f"r{i}": make_record(i) for i in range(2, 7)}
     queued["retry-of-r2"] = make_record(2)
     queued["conflict-with-r3"] = replace(make_record(7), request_id="req-003")
@@ -601,12 +609,7 @@ def test_a_failed_group_commit_acknowledges_none_of_its_records(tmp_path: Path) 
     """The lock is never released within the busy timeout: every append in the batch fails with its own
     clear error, nothing is stored, and the log works once the lock is gone."""
     log = SqliteProvenanceLog(tmp_path / "provenance.sqlite", busy_timeout_s=0.5)
-    log.warm_up()
-    other_writer = sqlite3.connect(log.path, isolation_level=None)
-    other_writer.execute("BEGIN IMMEDIATE")
-    out: dict[str, Any] = {}
-    threads = [_append_in_thread(log, make_record(1), out, "first")]
-    _wait_for(lambda: log.commit_stats["commits"] == 1, "the first commit to start")
+    other_writer, out, threads = _first_append_blocked(log)
     threads += [_append_in_thread(log, make_record(i), out, f"r{i}") for i in range(2, 6)]
     for thread in threads:
         thread.join()
