@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import CitationOut, CitedProduct, Classification, Strict
+from api.schemas import OUTCOME_DESCRIPTION, CitationOut, CitedProduct, Classification, ShortAnswerOut, Strict
 from retrieval.service import AskResult
-from retrieval.types import Citation
+from retrieval.types import Citation, Outcome
 
 MAX_MESSAGES = 100
 MAX_MESSAGE_CHARS = 100_000
@@ -111,7 +111,12 @@ class MeshragExtension(BaseModel):
     )
     rewritten: bool
     rewrite_rule: str = Field(description="none, connector, pronoun or short (see README).")
+    outcome: Outcome = Field(description=OUTCOME_DESCRIPTION)
     abstained: bool
+    short: ShortAnswerOut | None = Field(
+        None, description="Answered who / when / how many / how much / where questions: the answering phrase, "
+        "with its span in the text of citation `marker`."
+    )
     citations: list[CitationOut]
     products: list[CitedProduct]
 
@@ -180,7 +185,9 @@ def extension(result: AskResult, rewritten: bool, rule: str) -> MeshragExtension
         question=result.answer.question,
         rewritten=rewritten,
         rewrite_rule=rule,
+        outcome=result.answer.outcome,
         abstained=result.answer.abstained,
+        short=ShortAnswerOut.of(result.answer.short),
         citations=[CitationOut.of(c) for c in result.answer.citations],
         products=[CitedProduct(**p) for p in result.products],
     )

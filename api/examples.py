@@ -86,6 +86,16 @@ CITED_PRODUCT = {
     "freshness": _FRESHNESS,
 }
 ANSWER_TEXT = "A knowledge product is not a folder of files; it is something we promise to other people [1]."
+DECISION: dict[str, Any] = {
+    "answerer": "extractive@2",
+    "answer_model": "answer-lr@5b4cc528e2c7",
+    "thresholds": {"answer": 0.194477, "relevant": 0.386152, "sentence": 0.34072},
+    "scorer": "embedding-lexical-support@1+sentence-transformers/all-MiniLM-L6-v2@53aa51172d142c89",
+    "max_sentences": 3,
+    "min_support": 0.5,
+    "answerability": 0.8441,
+    "retrieval": 0.6108,
+}
 
 SEARCH = {
     "request_id": REQUEST_ID,
@@ -101,15 +111,18 @@ ASK = {
     "question": "What is a knowledge product?",
     "answer": {
         "text": ANSWER_TEXT,
+        "outcome": "answered",
         "abstained": False,
-        "support": 0.7545,
-        "answerer": "extractive@1",
+        "short": None,
+        "support": 0.8441,
+        "answerer": "extractive@2",
         "model": None,
         "prompt_version": None,
         "sentences": [{"text": ANSWER_TEXT.removesuffix(" [1]."), "markers": [1], "support": 1.0}],
         "citations": [CITATION],
         "dropped_citations": 0,
         "closest_products": [],
+        "decision": DECISION,
     },
     "products": [CITED_PRODUCT],
     "retrieval": [SNIPPET],
@@ -122,7 +135,8 @@ ASK_STREAM = (
     'event: sentence\ndata: {"index": 0, "text": "A knowledge product is not a folder of files; it is '
     'something we promise to other people.", "markers": [1], "support": 1.0, '
     '"rendered": "… people [1]."}\n\n'
-    'event: citations\ndata: {"citations": [...], "products": [...], "abstained": false, ...}\n\n'
+    'event: citations\ndata: {"citations": [...], "products": [...], "outcome": "answered", '
+    '"abstained": false, "short": null, ...}\n\n'
     f'event: done\ndata: {{"request_id": "{REQUEST_ID}", "release_id": "{RELEASE}", '
     '"timings_ms": {...}}\n\n'
 )
@@ -196,7 +210,7 @@ RELEASE_DETAIL = {k: v for k, v in RELEASES["releases"][0].items() if k not in (
     ]
 }
 PROVENANCE = {
-    "record_version": 1,
+    "record_version": 2,
     "request_id": REQUEST_ID,
     "created_at": "2026-11-22T13:02:11.120931+00:00",
     "principal": {"id": "ana", "roles": ["analyst"]},
@@ -220,15 +234,18 @@ PROVENANCE = {
         }
         | {"embedding_version": "ev-a58c0020dcfb58d9c6d0", "classification": "public", "scores": _SCORES}
     ],
-    "answerer": "extractive@1",
+    "answerer": "extractive@2",
     "prompt_version": None,
     "model": None,
     "answer": ANSWER_TEXT,
     "abstained": False,
-    "support": 0.7545,
+    "support": 0.8441,
     "citations": [CITATION],
     "dropped_citations": 0,
     "timings": {"search": 41.3, "answer": 310.5},
+    "outcome": "answered",
+    "short": None,
+    "decision": DECISION,
     "seq": 42,
     "prev_request_id": "a42537adb4744d68a019a76eea2aee8e",
     "prev_hash": "9f2c…",
@@ -257,7 +274,9 @@ MESHRAG_EXTENSION = {
     "question": "What is a knowledge product?",
     "rewritten": False,
     "rewrite_rule": "none",
+    "outcome": "answered",
     "abstained": False,
+    "short": None,
     "citations": [CITATION],
     "products": [CITED_PRODUCT],
 }

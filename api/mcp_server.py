@@ -86,8 +86,10 @@ def build_mcp_server(service: Callable[[], MeshService], resolve: PrincipalResol
             result = await anyio.to_thread.run_sync(service().search, req)
         return {"release_id": result.release_id, "hits": [hit_as_dict(h) for h in result.hits]}
 
-    @mcp.tool(description="Answer a question from the products you may read, with verified citations [n]; "
-                          "abstains with 'Not found in the products you can read.' when unsupported.")
+    @mcp.tool(description="Answer a question from the products you may read, with verified citations [n]. "
+                          "`outcome`: answered; possibly_relevant (no confirmed answer: the best passages, "
+                          "quoted and cited); or abstained ('Not found in the products you can read.', no "
+                          "citations). `short`: for who / when / how much questions, the answering phrase.")
     async def ask(ctx: Context, question: str, products: list[str] | None = None,
                   release: str = "current") -> dict[str, Any]:
         principal = _principal(ctx, resolve)

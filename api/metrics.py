@@ -48,6 +48,12 @@ class ApiMetrics:
         self.answers = Counter(
             "meshrag_answers_total", "Answers returned, by endpoint.", ("endpoint",), registry=self.registry
         )
+        self.outcomes = Counter(
+            "meshrag_answer_outcomes_total",
+            "Answers returned, by endpoint and outcome (answered, possibly_relevant, abstained).",
+            ("endpoint", "outcome"),
+            registry=self.registry,
+        )
         self.abstentions = Counter(
             "meshrag_abstentions_total",
             "Answers that abstained (the readable products do not support an answer).",
@@ -81,6 +87,7 @@ class ApiMetrics:
         self.answer.labels(endpoint).observe(result.timings_ms.get("answer", 0.0) / 1000)
         answer = result.answer
         self.answers.labels(endpoint).inc()
+        self.outcomes.labels(endpoint, answer.outcome).inc()
         if answer.abstained:
             self.abstentions.labels(endpoint).inc()
         self.citations.labels(endpoint).inc(len(answer.citations))

@@ -10,11 +10,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from indexing.releases import ProductEntry, Release
 from knowledge.catalog import product_details, product_summary
 from knowledge.model import KnowledgeProduct
+from retrieval.answer.answer_types import AnswerType
 from retrieval.provenance import ProvenanceRecord
 from retrieval.service import AskResult
-from retrieval.types import AnswerSentence, Citation, RetrievedChunk, SearchResult
+from retrieval.types import (
+    Answer,
+    AnswerSentence,
+    Citation,
+    Outcome,
+    RetrievedChunk,
+    SearchResult,
+    ShortAnswer,
+)
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
+OUTCOME_DESCRIPTION = (
+    "`answered`: sentences that answer, each verified against what it cites; `possibly_relevant`: no "
+    "confirmed answer, the best passages quoted and cited under a line saying so; `abstained`: nothing "
+    "readable supports an answer (no citations; `closest_products` names where to look)."
+)
 SNIPPET_CHARS = 240
 
 PUBLIC_PRODUCT = "platform.mesh-handbook"
@@ -209,6 +223,23 @@ class CitationOut(BaseModel):
         )
 
 
+class ShortAnswerOut(BaseModel):
+    """The phrase that answers a who / when / how many / how much / where question, located in the text
+    of the citation it comes from: `citations[marker - 1].text[start:end] == text`."""
+
+    text: str = Field(description="The phrase, e.g. a name, a date or an amount.")
+    kind: AnswerType = Field(description="person (or team), date, number, amount or place.")
+    marker: int = Field(description="The citation (`[n]`) whose text contains the phrase.")
+    start: int = Field(description="Character span of the phrase in that citation's `text`.")
+    end: int
+
+    @classmethod
+    def of(cls, s: ShortAnswer | None) -> ShortAnswerOut | None:
+        if s is None:
+            return None
+        return cls(text=s.text, kind=s.kind, marker=s.marker, start=s.start, end=s.end)  # type: ignore[arg-type]
+
+
 class Sentence(BaseModel):
     text: str = Field(description="The sentence without its markers.")
     markers: list[int] = Field(description="Citation markers of the sentence (empty: unsupported).")
@@ -221,8 +252,15 @@ class Sentence(BaseModel):
 
 class AnswerOut(BaseModel):
     text: str = Field(description="The answer with `[n]` citation markers.")
-    abstained: bool = Field(description="True when the readable products do not support an answer.")
-    support: float = Field(description="How well the retrieved context supports answering at all.")
+    outcome: Outcome = Field(description=OUTCOME_DESCRIPTION)
+    abstained: bool = Field(description="`outcome == \"abstained\"`.")
+    short: ShortAnswerOut | None = Field(
+        None, description="Answered who / when / how many / how much / where questions: the answering phrase."
+    )
+    support: float = Field(
+        description="Answerability: the fitted answer model's best probability that a retrieved sentence "
+        "answers the question."
+    )
     answerer: str = Field(description="name@version of the answerer.")
     model: str | None = None
     prompt_version: str | None = None
@@ -230,8 +268,31 @@ class AnswerOut(BaseModel):
     citations: list[CitationOut]
     dropped_citations: int = Field(description="Markers removed because they did not resolve or support.")
     closest_products: list[str] = Field(
-        description="On abstention: the readable products nearest the question."
+        description="On abstention: the readable products nearest the question; when possibly relevant: "
+        "the products of the quoted passages."
     )
+    decision: dict[str, Any] = Field(
+        description="What decided the outcome: answer model id, its thresholds (answer, relevant, "
+        "sentence), answerability, retrieval strength."
+    )
+
+    @classmethod
+    def of(cls, a: Answer) -> AnswerOut:
+        return cls(
+            text=a.text,
+            outcome=a.outcome,
+            abstained=a.abstained,
+            short=ShortAnswerOut.of(a.short),
+            support=a.support,
+            answerer=a.answerer,
+            model=a.model,
+            prompt_version=a.prompt_version,
+            sentences=[Sentence.of(s) for s in a.sentences],
+            citations=[CitationOut.of(c) for c in a.citations],
+            dropped_citations=a.dropped_citations,
+            closest_products=list(a.closest_products),
+            decision=dict(a.decision),
+        )
 
 
 class CitedProduct(BaseModel):
@@ -344,18 +405,7 @@ class AskResponse(BaseModel):
             request_id=result.request_id,
             release_id=result.search.release_id,
             question=a.question,
-            answer=AnswerOut(
-                text=a.text,
-                abstained=a.abstained,
-                support=a.support,
-                answerer=a.answerer,
-                model=a.model,
-                prompt_version=a.prompt_version,
-                sentences=[Sentence.of(s) for s in a.sentences],
-                citations=[CitationOut.of(c) for c in a.citations],
-                dropped_citations=a.dropped_citations,
-                closest_products=list(a.closest_products),
-            ),
+            answer=AnswerOut.of(a),
             products=[CitedProduct(**p) for p in result.products],
             retrieval=[HitSnippet.of(h) for h in result.search.hits],
             timings_ms=result.timings_ms,
@@ -377,7 +427,9 @@ class SentenceEvent(Sentence):
 class CitationsEvent(BaseModel):
     citations: list[CitationOut]
     products: list[CitedProduct]
+    outcome: Outcome = Field(description=OUTCOME_DESCRIPTION)
     abstained: bool
+    short: ShortAnswerOut | None = Field(None, description="As in the JSON answer's `short`.")
     support: float
     dropped_citations: int
     closest_products: list[str]
@@ -565,6 +617,11 @@ class ProvenanceOut(BaseModel):
     citations: list[CitationOut]
     dropped_citations: int
     timings: dict[str, float]
+    outcome: Outcome | None = Field(None, description="Record version 2 on: " + OUTCOME_DESCRIPTION)
+    short: ShortAnswerOut | None = Field(None, description="Record version 2 on: the answering phrase, if any.")
+    decision: dict[str, Any] | None = Field(
+        None, description="Record version 2 on: answer model id, thresholds, answerability, retrieval strength."
+    )
     seq: int
     prev_request_id: str | None
     prev_hash: str

@@ -7,13 +7,15 @@ Methods (the MTEB conventions: one vector per document, no chunking, exact searc
 - `dense`: the embedder over `(title + " " + text).strip()`, exact inner product over unit vectors.
   Corpus and query vectors are cached in `<cache_dir>/<dataset digest>-<model id>[-queries].npy`, so a
   second run does not encode again.
-- `keyword`: our `KeywordIndex` (BM25, Lucene defaults k1=1.2, b=0.75) over the same text.
+- `keyword`: our `KeywordIndex` (BM25, Lucene defaults k1=1.2, b=0.75) over the same text, tokenised as
+  the service tokenises (`KeywordIndex.tokenize`: `\\w+`, Lucene stopwords, English Snowball stems).
 - `keyword-tuned`: the same index with k1/b tuned on the train queries.
 - `hybrid-rrf60`: plain reciprocal-rank fusion (k=60, equal weights, default BM25) — the untuned baseline.
 - `hybrid`: the fusion chosen by `tune_fusion` on the TRAIN queries (never the evaluated split).
 - `hybrid-served`: what the service does by default (`retrieval.fusion.convex_fusion` over each list's top
-  `SERVED_CANDIDATES`, equal weights, BM25 defaults): z-scores standardised over the candidates, not over
-  the whole corpus. Its dense weight 0.5 was the best on the train queries among 0.3-0.9 (0.7202 train).
+  `SERVED_CANDIDATES`, weighted by the `RetrievalSettings` defaults dense_weight/keyword_weight, BM25
+  defaults): z-scores standardised over the candidates, not over the whole corpus. `served_weight_sweep`
+  gives its train nDCG@10 for each dense share in `SERVED_DENSE_SHARES` (how the served weights were chosen).
 
 `tune_fusion` searches, by mean nDCG@10 over the train queries:
 1. BM25 k1 x b over `BM25_GRID` (keyword alone);
@@ -49,10 +51,12 @@ from indexing.keyword import KeywordIndex
 from indexing.types import Embedder
 from knowledge.errors import ConfigError
 from retrieval.fusion import convex_fusion, reciprocal_rank_fusion
+from retrieval.settings import RetrievalSettings
 
 METHODS = ("dense", "keyword", "keyword-tuned", "hybrid-rrf60", "hybrid", "hybrid-served")
 DEFAULT_METHODS = ("dense", "keyword", "hybrid", "hybrid-served")
 SERVED_CANDIDATES = 50  # RetrievalSettings.candidates: the served searcher's list depth
+SERVED_DENSE_SHARES = tuple(round(0.3 + 0.05 * i, 2) for i in range(13))  # dense / (dense + keyword): 0.3-0.9
 METRICS = ("ndcg@10", "recall@100")
 RUN_DEPTH = 1000  # documents per query in every evaluated run (as MTEB/BEIR)
 TEXT_CONVENTION = "title+space+text/strip/v1"  # part of the dataset digest: what each document's text is
@@ -186,6 +190,12 @@ class FusionParams:
 
 
 PLAIN_RRF = FusionParams(method="rrf", rrf_k=60, dense_weight=0.5, depth=RUN_DEPTH)
+
+
+def served_weights() -> dict[str, float]:
+    """The service's default fusion weights (the `RetrievalSettings` field defaults)."""
+    fields = RetrievalSettings.model_fields
+    return {"dense": float(fields["dense_weight"].default), "keyword": float(fields["keyword_weight"].default)}
 
 
 @dataclass(frozen=True)
@@ -366,10 +376,25 @@ class BeirEvaluation:
             run[q] = _ranked([doc_id for doc_id, _ in fused[:RUN_DEPTH]])
         return run
 
-    def _served_run(self, query_ids: Sequence[str]) -> dict[str, dict[str, float]]:
-        """The served default: `convex_fusion` of the top SERVED_CANDIDATES of each list, equal weights."""
-        return {q: _ranked([doc_id for doc_id, _ in convex_fusion({"dense": dense, "keyword": keyword})])
-                for q, dense, keyword in self._candidate_lists(query_ids, SERVED_CANDIDATES)}
+    def _served_run(self, query_ids: Sequence[str], weights: Mapping[str, float] | None = None,
+                    lists: Sequence[tuple[str, list[tuple[str, float]], list[tuple[str, float]]]] | None = None
+                    ) -> dict[str, dict[str, float]]:
+        """`convex_fusion` of the top SERVED_CANDIDATES of each list with `weights` (default: the served ones)."""
+        weights = served_weights() if weights is None else weights
+        lists = self._candidate_lists(query_ids, SERVED_CANDIDATES) if lists is None else lists
+        return {q: _ranked([doc_id for doc_id, _ in convex_fusion({"dense": dense, "keyword": keyword},
+                                                                  weights=weights)])
+                for q, dense, keyword in lists}
+
+    def served_sweep(self, split: str = "train", shares: Sequence[float] = SERVED_DENSE_SHARES
+                     ) -> dict[float, float]:
+        """nDCG@10 (ranx) on `split` of the served fusion for each dense share w (weights w and 1 - w)."""
+        qrels = self.dataset.split(split)
+        query_ids = sorted(qrels)
+        lists = self._candidate_lists(query_ids, SERVED_CANDIDATES)
+        return {w: round(ranx_scores(qrels, self._served_run(query_ids, {"dense": w, "keyword": 1 - w}, lists),
+                                     ("ndcg@10",))["ndcg@10"], 4)
+                for w in shares}
 
     def fused_scores(self, query_ids: Sequence[str], p: FusionParams) -> np.ndarray:
         """Vectorised fused scores for every document (RRF: same formula as `reciprocal_rank_fusion`)."""
@@ -388,7 +413,8 @@ class BeirEvaluation:
                   "keyword": "BM25 k1=1.2 b=0.75 (KeywordIndex defaults)",
                   "hybrid-rrf60": PLAIN_RRF.describe(),
                   "hybrid-served": f"served default: convex z-score fusion of the top {SERVED_CANDIDATES} of "
-                                   "each list, equal weights, BM25 k1=1.2 b=0.75"}.get(method, "")
+                                   "each list, weights " + " ".join(f"{k}={v:g}" for k, v in served_weights().items())
+                                   + ", BM25 k1=1.2 b=0.75"}.get(method, "")
         if fusion is not None and method == "keyword-tuned":
             detail = f"BM25 k1={fusion.bm25_k1:g} b={fusion.bm25_b:g} (tuned on train)"
         if fusion is not None and method == "hybrid":
@@ -534,6 +560,12 @@ def tune_fusion(path: str | Path, embedder: Embedder | None = None, *, cache_dir
                 ) -> FusionParams:
     """BM25 and fusion parameters tuned on the dataset's train queries (see the module docstring)."""
     return _evaluation(path, embedder, cache_dir).tune_fusion("train")
+
+
+def served_weight_sweep(path: str | Path, embedder: Embedder | None = None, *, split: str = "train",
+                        cache_dir: str | Path | None = None) -> dict[float, float]:
+    """Dense share → nDCG@10 on `split` (train: choose there, never on test) of the served fusion."""
+    return _evaluation(path, embedder, cache_dir).served_sweep(split)
 
 
 def run_beir(path: str | Path, split: str = "test", methods: Sequence[str] = DEFAULT_METHODS,

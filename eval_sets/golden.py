@@ -13,6 +13,13 @@ from knowledge.errors import ConfigError
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 CATALOG_DOCUMENT = "_catalog"
 Kind = Literal["factual", "discovery", "cross_domain", "restricted", "unanswerable"]
+# How a question was written: "original" (with the corpus open, the first golden set), "paraphrase"
+# (worded as users talk, without the cited passage's distinctive words), "near_miss" (right entity, a
+# fact the products do not state: the right behaviour is to abstain).
+Style = Literal["original", "paraphrase", "near_miss"]
+# What a question may be used for: "calibration" questions may choose thresholds; "heldout" questions
+# are only reported on (nothing is fitted or chosen on them).
+Split = Literal["calibration", "heldout"]
 
 
 class Evidence(BaseModel):
@@ -33,6 +40,12 @@ class GoldenQuestion(BaseModel):
     gold: tuple[Evidence, ...] = ()
     roles: tuple[str, ...] = ("analyst",)
     products: tuple[str, ...] = ()
+    # Phrases of which at least one must appear in a correct answer (case and spacing ignored).
+    expected: tuple[str, ...] = ()
+    # The short answer when the question asks for a name, date, number, amount or place.
+    short: str | None = None
+    style: Style = "original"
+    split: Split = "calibration"
 
     @property
     def answerable(self) -> bool:

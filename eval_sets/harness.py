@@ -33,7 +33,6 @@ from indexing.types import Embedder
 from knowledge.catalog import Catalog
 from knowledge.errors import ConfigError
 from knowledge.model import Principal
-from retrieval.answer.support import MIN_SUPPORT
 from retrieval.provenance import ProvenanceLog, create_provenance_log
 from retrieval.searcher import MeshSearcher
 from retrieval.service import MeshService
@@ -183,14 +182,15 @@ class EvalHarness:
             settings={"harness": f"{self.NAME}@{self.VERSION}", "k_retrieval": DEPTH, "k_answer": self.settings.top_k,
                       "embedder": self.settings.embedder,
                       "store": self.settings.store, "answerer": getattr(service.answerer, "id", None),
-                      "min_support": self._min_support(), "unprivileged_roles": list(UNPRIVILEGED_ROLES)},
+                      "min_support": self._min_support(), "unprivileged_roles": list(UNPRIVILEGED_ROLES),
+                      "answer_stage": service.answerer.describe()},
             timings_s={"ask": round(asked_s, 2), "answer_metrics": round(time.perf_counter() - t1, 2),
                        "total": round(time.perf_counter() - t0, 2)})
 
     # ----------------------------------------------------------------------------------- helpers
     def _min_support(self) -> float:
         """The verifier's threshold: a citation below it is dropped (read from the answerer)."""
-        return float(getattr(self.service.answerer, "min_support", MIN_SUPPORT))
+        return float(self.service.answerer.min_support)
 
     def _ask(self, q: GoldenQuestion, release_id: str) -> QuestionOutcome:
         service = self.service
@@ -208,11 +208,13 @@ class EvalHarness:
                  + unreadable_chunks(own, catalog, result.search.hits, citations)
                  + unreadable_chunks(UNPRIVILEGED, catalog, probe.search.hits, probe.answer.citations))
         return QuestionOutcome(
-            question=q, documents=ranked_documents(ranked.hits), abstained=result.answer.abstained,
+            question=q, documents=ranked_documents(ranked.hits), abstained=not result.answer.answered,
             answer=result.answer.text, contexts=tuple(h.chunk.text for h in result.search.hits),
             citations=len(citations),
             supported_citations=sum(1 for c in citations if float(c.scores.get("support") or 0.0) >= threshold),
-            dropped_citations=result.answer.dropped_citations, leaks=leaks, latency_ms=latency_ms)
+            dropped_citations=result.answer.dropped_citations, leaks=leaks, latency_ms=latency_ms,
+            outcome=result.answer.outcome, short=result.answer.short.text if result.answer.short else None,
+            answerability=result.answer.support)
 
     @staticmethod
     def _sample(o: QuestionOutcome) -> AnswerSample:

@@ -14,6 +14,8 @@ import statistics
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
+
 from retrieval.types import RetrievedChunk
 
 RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")
@@ -65,3 +67,12 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     position = (len(ordered) - 1) * q / 100
     low, high = math.floor(position), math.ceil(position)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """P(a random positive scores above a random negative), ties counted half."""
+    if not positive or not negative:
+        return None
+    pos, neg = np.asarray(positive), np.asarray(negative)
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))

@@ -3,8 +3,15 @@ data, table rows (for the console and Markdown) and comparisons of two releases.
 
 Aggregates (answerable = every kind but `unanswerable`):
 - recall@1/5/10, mrr, ndcg@10: means over answerable questions (eval_sets/metrics.py);
-- abstention_accuracy: share of unanswerable questions answered by abstaining;
-- false_abstention_rate: share of answerable questions answered by abstaining;
+- abstention_accuracy: share of unanswerable questions not answered (abstained, or only "possibly
+  relevant" passages: neither claims an answer);
+- false_abstention_rate: share of answerable questions not answered (same rule);
+- answered_rate / possibly_relevant_rate / abstained_rate: the three outcomes over all questions;
+- answer_correctness: share of answerable questions with `expected` phrases whose *answered* text
+  contains one of them (case and spacing ignored); short_answer_f1: token F1 of the short answer against
+  the question's `short` (0 when none was given), over questions that have one;
+- answerability_auc: ROC AUC of the answerability score, answerable against unanswerable questions;
+- heldout_*: the answer metrics again over the `heldout` split only (nothing fitted or chosen on it);
 - access_leaks: chunks (hits and citations) of products the asking principal may not read, over
   both passes; per product, the leaked chunks *of* that product;
 - supported_citation_share: share of kept citations whose support score is ≥ the verifier's threshold;
@@ -21,14 +28,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from eval_sets.answer_metrics import LLM_METRICS, OFFLINE_METRICS
+from eval_sets.answer_metrics import LLM_METRICS, OFFLINE_METRICS, strip_markers
 from eval_sets.golden import GoldenQuestion
-from eval_sets.metrics import RETRIEVAL_METRICS, mean, percentile, rate
+from eval_sets.metrics import RETRIEVAL_METRICS, mean, percentile, rate, roc_auc
+from retrieval.answer.sentences import strip_emphasis
 
 Value = float | int | None
-LOWER_IS_BETTER = frozenset({"false_abstention_rate", "access_leaks", "dropped_citations",
-                             "latency_p50_ms", "latency_p95_ms"})
-SUMMARY_METRICS = (*RETRIEVAL_METRICS, "abstention_accuracy", "false_abstention_rate", "access_leaks",
+LOWER_IS_BETTER = frozenset({"false_abstention_rate", "heldout_false_abstention_rate", "access_leaks",
+                             "dropped_citations", "latency_p50_ms", "latency_p95_ms"})
+ANSWER_METRICS = ("answer_correctness", "short_answer_f1", "answered_rate", "possibly_relevant_rate",
+                  "abstained_rate", "answerability_auc")
+HELDOUT_METRICS = tuple(f"heldout_{m}" for m in ("answer_correctness", "short_answer_f1", "abstention_accuracy",
+                                                 "false_abstention_rate", "answerability_auc", "recall@5",
+                                                 "ndcg@10"))
+SUMMARY_METRICS = (*RETRIEVAL_METRICS, *ANSWER_METRICS, *HELDOUT_METRICS, "abstention_accuracy",
+                   "false_abstention_rate", "access_leaks",
                    "supported_citation_share", "dropped_citations", "latency_p50_ms", "latency_p95_ms",
                    *OFFLINE_METRICS, *LLM_METRICS)
 PRODUCT_COLUMNS = ("n", *RETRIEVAL_METRICS, "false_abstention_rate", "access_leaks", "supported_citation_share",
@@ -44,7 +58,7 @@ class QuestionOutcome:
 
     question: GoldenQuestion
     documents: tuple[str, ...]  # `product:document`, ranked by first chunk
-    abstained: bool
+    abstained: bool  # not answered: the outcome is "possibly_relevant" or "abstained"
     answer: str
     contexts: tuple[str, ...]  # retrieved chunk texts
     citations: int
@@ -52,6 +66,18 @@ class QuestionOutcome:
     dropped_citations: int
     leaks: tuple[str, ...]  # `product:chunk` that reached a principal who may not read the product
     latency_ms: float
+    outcome: str = "answered"
+    short: str | None = None
+    answerability: float = 0.0
+
+    @property
+    def correct(self) -> bool | None:
+        """Whether an answered text holds an expected phrase; None when the question lists none."""
+        expected = self.question.expected
+        if not expected:
+            return None
+        text = _norm(strip_markers(self.answer)) if self.outcome == "answered" else ""
+        return any(_norm(e) in text for e in expected)
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,7 @@ def summarise(outcomes: Sequence[QuestionOutcome], retrieval: dict[str, dict[str
     row: dict[str, Value] = {"n": len(outcomes), "n_answerable": len(answerable), "n_unanswerable": len(unanswerable)}
     for m in RETRIEVAL_METRICS:
         row[m] = _round(mean(retrieval[o.question.id][m] for o in answerable if o.question.id in retrieval))
+    row.update(answer_scores(outcomes))
     row["abstention_accuracy"] = _round(rate([o.abstained for o in unanswerable]))
     row["false_abstention_rate"] = _round(rate([o.abstained for o in answerable]))
     row["access_leaks"] = sum(len(o.leaks) for o in outcomes) if leaks is None else leaks
@@ -110,6 +137,40 @@ def summarise(outcomes: Sequence[QuestionOutcome], retrieval: dict[str, dict[str
     for name in names:
         row[name] = _round(mean(answers[o.question.id].get(name) for o in answerable if o.question.id in answers))
     return row
+
+
+def _norm(text: str) -> str:
+    return " ".join(strip_emphasis(text).casefold().split())
+
+
+def token_f1(predicted: str | None, expected: str) -> float:
+    got, want = _norm(predicted or "").split(), _norm(expected).split()
+    common = sum(min(got.count(t), want.count(t)) for t in set(got))
+    if not got or not want or not common:
+        return 0.0
+    p, r = common / len(got), common / len(want)
+    return 2 * p * r / (p + r)
+
+
+def answer_scores(outcomes: Sequence[QuestionOutcome]) -> dict[str, Value]:
+    """The answer-stage metrics of a group of questions (see the module docstring)."""
+    correct = [c for o in outcomes if o.question.answerable and (c := o.correct) is not None]
+    shorts = [token_f1(o.short, o.question.short) for o in outcomes if o.question.short]
+    auc = roc_auc([o.answerability for o in outcomes if o.question.answerable],
+                  [o.answerability for o in outcomes if not o.question.answerable])
+    return {"answer_correctness": _round(rate(correct)), "short_answer_f1": _round(mean(shorts)),
+            **{f"{name}_rate": _round(rate([o.outcome == name for o in outcomes]))
+               for name in ("answered", "possibly_relevant", "abstained")},
+            "answerability_auc": _round(auc)}
+
+
+def heldout_scores(outcomes: Sequence[QuestionOutcome], retrieval: dict[str, dict[str, float]]) -> dict[str, Value]:
+    """The `heldout_*` metrics: the held-out split's answer and retrieval metrics."""
+    held = [o for o in outcomes if o.question.split == "heldout"]
+    if not held:
+        return {}
+    row = summarise(held, retrieval, {})
+    return {name: row.get(name.removeprefix("heldout_")) for name in HELDOUT_METRICS}
 
 
 def build_report(*, release_id: str, outcomes: Sequence[QuestionOutcome], retrieval: dict[str, dict[str, float]],
@@ -127,7 +188,8 @@ def build_report(*, release_id: str, outcomes: Sequence[QuestionOutcome], retrie
                    for pid in products}
     questions = tuple(_question_row(o, retrieval.get(o.question.id, {}), answers.get(o.question.id, {}))
                       for o in outcomes)
-    return EvalReport(release_id=release_id, overall=summarise(outcomes, retrieval, answers),
+    return EvalReport(release_id=release_id,
+                      overall=summarise(outcomes, retrieval, answers) | heldout_scores(outcomes, retrieval),
                       per_product=per_product, restricted_products=tuple(restricted_products), sets=tuple(sets),
                       sets_digest=sets_digest, settings=settings, timings_s=timings_s, questions=questions)
 
@@ -135,7 +197,9 @@ def build_report(*, release_id: str, outcomes: Sequence[QuestionOutcome], retrie
 def _question_row(o: QuestionOutcome, retrieval: dict[str, float], answers: dict[str, float | None]) -> dict[str, Any]:
     q = o.question
     return {"id": q.id, "kind": q.kind, "products": list(q.products), "gold": sorted(q.gold_documents()),
-            "documents": list(o.documents), "abstained": o.abstained,
+            "documents": list(o.documents), "abstained": o.abstained, "outcome": o.outcome,
+            "answerability": round(o.answerability, 4), "short": o.short, "correct": o.correct,
+            "split": q.split, "style": q.style,
             "citations": o.citations, "supported_citations": o.supported_citations,
             "dropped_citations": o.dropped_citations, "leaks": list(o.leaks), "latency_ms": round(o.latency_ms, 1),
             **{k: round(v, 4) for k, v in retrieval.items()},

@@ -189,6 +189,8 @@ class IndexPipeline:
                 "injection": {"name": injection.NAME, "version": injection.VERSION},
                 "chunker": {"name": Chunker.NAME, "version": Chunker.VERSION, **asdict(cfg)},
                 "pii": {"name": PiiScanner.NAME, "version": PiiScanner.VERSION, "policy": policy},
+                # The keyword index is written with the chunk version: a new tokeniser needs a new one.
+                "keyword": {"name": KeywordIndex.NAME, "version": KeywordIndex.VERSION},
                 "embedder_tokenizer": self.embedder.model_id}
 
     # ----------------------------------------------------------------------------------- run

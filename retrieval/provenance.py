@@ -30,7 +30,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -44,7 +44,9 @@ from knowledge.model import Principal
 from retrieval.group_commit import GroupCommitter
 from retrieval.types import Answer, Citation, SearchResult, flat_dict
 
-RECORD_VERSION = 1
+# 2: the answer's outcome (answered / possibly relevant / abstained), short answer and decision (answer
+# model id, thresholds, answerability). Records of version 1 read with the outcome their `abstained` implies.
+RECORD_VERSION = 2
 GENESIS_HASH = "0" * 64
 MAX_LIST = 1000
 ProvenanceKind = Literal["sqlite", "postgres"]
@@ -94,6 +96,9 @@ class ProvenanceRecord:
     citations: tuple[Citation, ...]  # cited text only, already PII-redacted
     dropped_citations: int
     timings: dict[str, float]
+    outcome: str = "answered"
+    short: dict[str, Any] | None = None  # text, kind, marker, start, end (span in the cited text)
+    decision: dict[str, Any] = field(default_factory=dict)  # answer model id, thresholds, scores
     # Assigned by ProvenanceLog.append:
     seq: int = 0
     prev_request_id: str | None = None
@@ -120,7 +125,8 @@ class ProvenanceRecord:
             "citations": [c.as_dict() for c in self.citations], "dropped_citations": self.dropped_citations,
             "timings": self.timings, "seq": self.seq, "prev_request_id": self.prev_request_id,
             "prev_hash": self.prev_hash, "hash": self.hash,
-        }
+        } | ({"outcome": self.outcome, "short": self.short, "decision": self.decision}
+             if self.record_version >= 2 else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProvenanceRecord:
@@ -140,7 +146,9 @@ class ProvenanceRecord:
                 answer=data["answer"], abstained=data["abstained"], support=data["support"],
                 citations=tuple(Citation(**(c | {"heading_path": tuple(c["heading_path"])}))
                                 for c in data["citations"]),
-                dropped_citations=data["dropped_citations"], timings=data["timings"], seq=data["seq"],
+                dropped_citations=data["dropped_citations"], timings=data["timings"],
+                outcome=data.get("outcome", "abstained" if data["abstained"] else "answered"),
+                short=data.get("short"), decision=data.get("decision", {}), seq=data["seq"],
                 prev_request_id=data["prev_request_id"], prev_hash=data["prev_hash"], hash=data["hash"],
                 record_version=data["record_version"],
             )
@@ -182,6 +190,7 @@ def record_from(
         answerer=answer.answerer, prompt_version=answer.prompt_version, model=answer.model,
         answer=answer.text,
         abstained=answer.abstained, support=answer.support, citations=answer.citations,
+        outcome=answer.outcome, short=asdict(answer.short) if answer.short else None, decision=answer.decision,
         dropped_citations=answer.dropped_citations, timings={**search.timings_ms, **(timings or {})},
     )
     return _normalised(draft)[0]

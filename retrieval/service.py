@@ -19,6 +19,7 @@ from knowledge.errors import ConfigError
 from knowledge.model import KnowledgeProduct, Principal
 from retrieval.answer.base import Answerer
 from retrieval.answer.extractive import ExtractiveAnswerer
+from retrieval.answer.model import load_answer_model
 from retrieval.answer.support import SupportScorer
 from retrieval.provenance import ProvenanceLog, ProvenanceRecord, create_provenance_log, record_from
 from retrieval.searcher import MeshSearcher
@@ -82,15 +83,16 @@ class MeshService:
         # Passage vectors persist beside the indexer's embedding cache (same keys: model id + text hash).
         store = EmbeddingCache(self.settings.resolved_cache_dir() / "embeddings.sqlite")
         scorer = SupportScorer(self.searcher.embedder, store=store)
+        model = load_answer_model(self.settings.answer_model)
         if self.settings.answerer == "extractive":
-            return ExtractiveAnswerer(scorer)
+            return ExtractiveAnswerer(scorer, model)
         from retrieval.answer.llm import LLMAnswerer, create_chat_model
 
-        model = create_chat_model(self.settings)
-        if model is None:
+        chat_model = create_chat_model(self.settings)
+        if chat_model is None:
             raise ConfigError("answerer=llm needs MESHRAG_LLM_MODEL (and MESHRAG_LLM_BASE_URL / MESHRAG_LLM_API_KEY "
                               "for an OpenAI-compatible endpoint); or use MESHRAG_ANSWERER=extractive")
-        return LLMAnswerer(model, scorer)
+        return LLMAnswerer(chat_model, scorer, model)
 
     def _create_provenance(self) -> ProvenanceLog:
         kind = self.settings.provenance_backend or ("postgres" if self.settings.store == "pgvector" else "sqlite")

@@ -6,17 +6,22 @@ Defaults were measured on the sample mesh's 204 answerable golden questions with
     dense only 0.904 / 0.831     keyword only 0.890 / 0.766     plain RRF of both 0.924 / 0.836
     + question words stripped from the keyword query           0.929 / 0.857
     + same-document decay 0.7 (the defaults below)              0.946 / 0.868
+    + convex fusion (below)                                     0.953 / 0.878
+    + English Snowball stems in the keyword index (v2)          0.951 / 0.877
+      (and on 72 paraphrased questions, style=paraphrase: 0.917 / 0.741 → 0.917 / 0.749)
 
 - `fusion` = "convex": z-scores of each list's candidates, shifted to start at 0, summed with the
   weights (retrieval/fusion.py). Measured against RRF k=60 with everything else at the defaults:
   golden set recall@1 0.686 → 0.735, recall@5 0.956 → 0.953, nDCG@10 0.864 → 0.878 (`meshrag eval`:
   abstention accuracy 0.875 both, false abstention 0.078 → 0.059); SciFact test nDCG@10 0.6915 →
-  0.7126 over the same top-50 lists (`python benchmarks/scifact.py`, row hybrid-served; equal weights
-  were the best on the 809 train queries among dense shares 0.3-0.9). "rrf" keeps the rank fusion.
+  0.7126 over the same top-50 lists (`python benchmarks/scifact.py`, row hybrid-served), 0.7146 →
+  0.7228 since the keyword index stems (v2). "rrf" keeps the rank fusion.
 - `candidates` = 50 per list; 20–200 changed nDCG@10 by less than ±0.005.
 - `rrf_k` = 60 (Cormack, Clarke & Büttcher, SIGIR 2009); 10–100 moved nDCG@10 within ±0.005.
 - `dense_weight` = `keyword_weight` = 1.0; weight ratios from 0.5 to 2 moved nDCG@10 within ±0.01, so
-  the unweighted RRF stays.
+  the unweighted RRF stays. With convex fusion and the stemmed keyword index, SciFact's train queries
+  prefer a dense share of 0.4 (0.7336 vs 0.7288; 0.7261 vs 0.7228 on test), but keyword_weight 1.5
+  lowers the golden nDCG@10 0.877 → 0.855, so equal weights stay.
 - `same_document_decay` = 0.7: a document's n-th chunk (n = 0, 1, …) in fused order has its score
   multiplied by decay**n, so other documents' first chunks can move up (1.0 turns it off; 0.5 measured
   0.946 / 0.872, recall@10 0.980, but leaves fewer neighbouring chunks of one document for an answerer).
@@ -44,6 +49,7 @@ Defaults were measured on the sample mesh's 204 answerable golden questions with
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -74,6 +80,9 @@ class RetrievalSettings(IndexSettings):
 
     # The answer stage. "extractive" is offline; "llm" calls an OpenAI-compatible endpoint through LangChain.
     answerer: Literal["extractive", "llm"] = "extractive"
+    # The fitted answer model (JSON artefact, hash-checked on load); None: the one shipped in
+    # retrieval/answer/models/ (`python -m eval_sets.fit_answer_model` rebuilds it).
+    answer_model: Path | None = None
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from indexing.types import Chunk
 from knowledge.model import Principal
@@ -107,6 +107,24 @@ class AnswerSentence:
     support: float  # best support score of its citations (0 when none)
 
 
+# answered: sentences that answer, each verified against what it cites; possibly_relevant: the best
+# passages, flagged as not a confirmed answer; abstained: nothing readable supports an answer.
+Outcome = Literal["answered", "possibly_relevant", "abstained"]
+OUTCOMES: tuple[Outcome, ...] = ("answered", "possibly_relevant", "abstained")
+
+
+@dataclass(frozen=True)
+class ShortAnswer:
+    """The phrase that answers a who / when / how many / how much / where question: its text and its
+    span inside the text of citation `marker` (`citation.text[start:end] == text`)."""
+
+    text: str
+    kind: str  # person, date, number, amount or place
+    marker: int
+    start: int
+    end: int
+
+
 @dataclass(frozen=True)
 class Answer:
     """One shape for every answerer (extractive or LLM)."""
@@ -114,18 +132,29 @@ class Answer:
     question: str
     text: str  # with [n] markers
     citations: tuple[Citation, ...]
-    abstained: bool
-    support: float  # how well the retrieved context supports answering at all (calibrated threshold)
+    abstained: bool  # outcome == "abstained"
+    support: float  # answerability: how likely the best candidate sentence answers the question
     answerer: str  # name@version
     prompt_version: str | None = None
     model: str | None = None
     sentences: tuple[AnswerSentence, ...] = ()
     dropped_citations: int = 0  # markers removed: unresolvable or unsupported
     closest_products: tuple[str, ...] = ()  # on abstention: readable products nearest the question
+    outcome: Outcome = "answered"
+    short: ShortAnswer | None = None
+    # What decided the outcome: answer model id, its thresholds, answerability and retrieval strength.
+    decision: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answered(self) -> bool:
+        return self.outcome == "answered"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "text": self.text, "abstained": self.abstained, "support": self.support,
+        return {"question": self.question, "text": self.text, "outcome": self.outcome,
+                "abstained": self.abstained, "support": self.support,
+                "short": asdict(self.short) if self.short else None,
                 "answerer": self.answerer, "prompt_version": self.prompt_version, "model": self.model,
                 "citations": [c.as_dict() for c in self.citations],
                 "sentences": [asdict(s) | {"markers": list(s.markers)} for s in self.sentences],
-                "dropped_citations": self.dropped_citations, "closest_products": list(self.closest_products)}
+                "dropped_citations": self.dropped_citations, "closest_products": list(self.closest_products),
+                "decision": dict(self.decision)}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from api.cli.common import console, domain_errors, err_console, print_json
@@ -13,7 +14,14 @@ from knowledge.model import Principal
 from retrieval.searcher import result_as_dict
 from retrieval.service import MeshService
 from retrieval.settings import RetrievalSettings
-from retrieval.types import CURRENT, SearchRequest
+from retrieval.types import CURRENT, Outcome, SearchRequest
+
+# How `meshrag ask` labels an outcome, and the style of the label.
+OUTCOME_STYLE: dict[Outcome, tuple[str, str]] = {
+    "answered": ("answered", "bold green"),
+    "possibly_relevant": ("possibly relevant (no confirmed answer)", "bold yellow"),
+    "abstained": ("abstained", "bold yellow"),
+}
 
 
 def ask(
@@ -44,8 +52,12 @@ def ask(
                     "retrieval": result_as_dict(result.search), "timings_ms": result.timings_ms,
                     "provenance": {"seq": result.record.seq, "hash": result.record.hash}})
         return
-    style = "yellow" if answer.abstained else "bold"
-    console.print(f"[{style}]{answer.text}[/]")
+    label, style = OUTCOME_STYLE[answer.outcome]
+    console.print(f"[{style}]{label}[/] [dim](answerability {answer.support:.2f})[/]")
+    if answer.short is not None:
+        console.print(f"[bold green]{escape(answer.short.text)}[/] [dim]({answer.short.kind}, "
+                      f"[{answer.short.marker}])[/]")
+    console.print(escape(answer.text), style="bold" if answer.answered else "yellow")
     if answer.closest_products:
         console.print(f"closest readable products: {', '.join(answer.closest_products)}")
     if answer.citations:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -12,6 +13,9 @@ from api.cli.progress import RichProgress
 from indexing.pipeline import IndexPipeline, IndexReport
 from indexing.releases import ReleaseRegistry
 from indexing.settings import IndexSettings
+
+if TYPE_CHECKING:
+    from retrieval.settings import RetrievalSettings
 
 DataDirOption = typer.Option(None, "--data-dir", help="Index data directory (default: MESHRAG_DATA_DIR, else ./.meshrag).")
 releases_app = typer.Typer(help="List, inspect, diff, publish and roll back releases.", no_args_is_help=True)
@@ -50,6 +54,10 @@ def index(
     product: list[str] = typer.Option(None, "--product", help="Only these products (repeatable)."),
     publish: bool = typer.Option(True, "--publish/--no-publish", help="Move `current` to the new release."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    answer_vectors: bool = typer.Option(
+        True, "--answer-vectors/--no-answer-vectors",
+        help="Also embed the passages the answer stage compares questions with (once per release, into the "
+             "data dir's embedding cache), so a server on this data dir is ready in seconds."),
 ) -> None:
     """Index knowledge products into chunk and embedding versions and publish a release."""
     with domain_errors():
@@ -59,12 +67,44 @@ def index(
         else:
             with RichProgress() as bars:
                 report = IndexPipeline(settings, progress=bars).run(product or None, publish=publish)
+    passages = None
+    if answer_vectors and report.release_id is not None:
+        with domain_errors():
+            from retrieval.settings import RetrievalSettings
+
+            passages = prepare_answer_passages(RetrievalSettings(**settings.model_dump(exclude_unset=True)),
+                                               report.release_id, quiet=as_json)
     if as_json:
-        print_json(report.as_dict())
+        print_json(report.as_dict() | {"answer_passages": passages})
     else:
         print_index_report(report)
+        if passages is not None:
+            console.print(f"answer passages of {passages['release_id']}: {passages['passages']} "
+                          f"({passages['embedded']} embedded now) in {passages['seconds']:.1f} s")
     if report.blocked:
         err_console.print(f"[yellow]{len(report.blocked)} product(s) blocked by a gate; their previous version (if any) keeps serving.[/]")
+
+
+def prepare_answer_passages(settings: RetrievalSettings, release: str, *, quiet: bool = False) -> dict:
+    """Embed the answer stage's passages of `release` into the data dir's persistent embedding cache."""
+    from retrieval.service import MeshService
+
+    service = MeshService(settings)
+    service.warm_up()
+    if quiet:
+        return service.prepare_answer_vectors(release)
+    seen = [0]
+    with RichProgress() as bars:
+        bars.begin("answer", "answer passages", total=0)
+
+        def progress(done: int, total: int) -> None:
+            bars.expect("answer", total)
+            bars.advance("answer", done - seen[0])
+            seen[0] = done
+
+        result = service.prepare_answer_vectors(release, progress=progress)
+        bars.end("answer")
+    return result
 
 
 @releases_app.command("list")

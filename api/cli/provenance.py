@@ -84,11 +84,11 @@ def list_records(
         print_json([r.as_dict() for r in records])
         return
     table = Table(title=f"{len(records)} provenance records (newest first)")
-    for col in ("seq", "request id", "created", "principal", "release", "abstained", "citations", "question"):
+    for col in ("seq", "request id", "created", "principal", "release", "outcome", "citations", "question"):
         table.add_column(col, no_wrap=col != "question")
     for r in records:
         table.add_row(str(r.seq), escape(r.request_id), r.created_at, escape(r.principal.id),
-                      escape(r.release_id), "yes" if r.abstained else "", str(len(r.citations)),
+                      escape(r.release_id), escape(r.outcome), str(len(r.citations)),
                       escape(_short(r.question, 70)))
     console.print(table)
 
@@ -129,8 +129,15 @@ def print_record(r: ProvenanceRecord) -> None:
       f"model {escape(str(r.model))}")
     p(f"params     {escape(json.dumps(r.retrieval_params, sort_keys=True, default=str))}", soft_wrap=True)
     p(f"question   {escape(r.question)}", soft_wrap=True)
-    state = "[yellow]abstained[/]" if r.abstained else f"support {r.support:.3f}"
-    p(f"answer     ({state}, {r.dropped_citations} citation(s) dropped)")
+    outcome = escape(r.outcome.replace("_", " "))
+    state = outcome if r.outcome == "answered" else f"[yellow]{outcome}[/]"
+    p(f"answer     ({state}, support {r.support:.3f}, {r.dropped_citations} citation(s) dropped)")
+    if r.short:
+        short = r.short
+        p(f"short      {escape(short['text'])} ({escape(short['kind'])}; chars {short['start']}-{short['end']} "
+          f"of citation [{short['marker']}])", soft_wrap=True)
+    if r.decision:
+        p(f"decision   {escape(json.dumps(r.decision, sort_keys=True, default=str))}", soft_wrap=True)
     p(escape(r.answer), soft_wrap=True)
     table = Table(title=f"retrieved ({len(r.retrieved)}, rank order)")
     for col in ("rank", "chunk", "product", "document", "span", "score"):

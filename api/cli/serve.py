@@ -8,11 +8,12 @@ from pathlib import Path
 import typer
 
 from api.cli.common import domain_errors, err_console
-from api.cli.index import print_index_report
+from api.cli.index import prepare_answer_passages, print_index_report
 from api.cli.progress import RichProgress
 from api.settings import ApiSettings
 from indexing.pipeline import IndexPipeline
 from indexing.releases import ReleaseRegistry
+from retrieval.answer.model import load_answer_model
 
 
 def serve(
@@ -36,11 +37,14 @@ def serve(
     overrides = {"data_dir": data_dir, "host": host, "port": port, "store": store, "dsn": dsn}
     with domain_errors():
         settings = ApiSettings(**{k: v for k, v in overrides.items() if v is not None})
+        # The app loads it again when it starts; checked here too so that a missing or damaged model
+        # stops `serve` with one clear line before it spends minutes indexing.
+        load_answer_model(settings.answer_model)
         if ReleaseRegistry(settings.resolved_data_dir()).current_id() is None:
             roots = ", ".join(str(r) for r in settings.mesh_roots)
             err_console.print(
                 f"[bold]no release is current in {settings.resolved_data_dir()}[/]: indexing {roots} "
-                "first (a minute or two for the sample mesh)"
+                "first, then embed the answer passages (3–5 minutes for the sample mesh on 2 cores)"
             )
             with RichProgress() as bars:
                 report = IndexPipeline(settings, progress=bars).run()
@@ -51,6 +55,10 @@ def serve(
                     "fix the products (`meshrag products validate`) and retry"
                 )
                 raise typer.Exit(2)
+            if settings.precompute_answer_vectors:
+                passages = prepare_answer_passages(settings, report.release_id)
+                err_console.print(f"answer passages: {passages['passages']} ({passages['embedded']} embedded) "
+                                  f"in {passages['seconds']:.1f} s")
     if not _is_loopback(settings.host):
         err_console.print(
             f"[yellow]binding {settings.host}: reachable from other machines. Requests without a key "

@@ -27,6 +27,7 @@ from api.schemas import (
     HitSnippet,
     RetrievalEvent,
     SentenceEvent,
+    ShortAnswerOut,
 )
 from retrieval.service import AskResult, MeshService
 from retrieval.types import AnswerSentence, SearchRequest, SearchResult
@@ -41,7 +42,7 @@ With `"stream": true` the response is `text/event-stream` with these events, in 
 |---|---|
 | `retrieval` | `request_id`, `release_id`, `hits` (rank, product, document, span, snippet) |
 | `sentence` | one per sentence: `index`, `text`, `markers`, `support`, `rendered` |
-| `citations` | `citations`, `products` (owner, freshness), `abstained`, `answer`, … |
+| `citations` | `citations`, `products` (owner, freshness), `outcome`, `short`, `abstained`, `answer`, … |
 | `done` | `request_id`, `release_id`, `timings_ms` |
 
 `retrieval` is sent as soon as retrieval is done; snippets, not whole chunk texts. Errors found
@@ -137,7 +138,9 @@ async def ask_events(
         CitationsEvent(
             citations=[CitationOut.of(c) for c in answer.citations],
             products=[CitedProduct(**p) for p in result.products],
+            outcome=answer.outcome,
             abstained=answer.abstained,
+            short=ShortAnswerOut.of(answer.short),
             support=answer.support,
             dropped_citations=answer.dropped_citations,
             closest_products=list(answer.closest_products),

@@ -44,8 +44,13 @@ def readiness(service: MeshService, warm: bool, answer_vectors: dict[str, Any] |
                 problems.append(f"the store lacks {len(missing)} collection(s) of the current release")
     except MeshragError as exc:
         problems.append(f"the store is unavailable ({type(exc).__name__})")
+    # Answers wait for nothing once the answer passages are embedded: until then the process answers
+    # (slowly) but does not call itself ready, so a load balancer sends it no traffic yet.
+    vectors_pending = bool(answer_vectors) and answer_vectors.get("status") == "running"
+    if vectors_pending:
+        problems.append(f"embedding answer passages ({answer_vectors.get('done', 0)}/{answer_vectors.get('total')})")
     return Readiness(
-        status="ready" if warm and store_ok and current else "not_ready",
+        status="ready" if warm and store_ok and current and not vectors_pending else "not_ready",
         warm=warm,
         store=store_ok,
         current_release=current,

@@ -22,8 +22,13 @@ class Answerer(Protocol):
 
     name: str
     version: str
+    min_support: float  # the citation verifier's threshold
 
     def warm_up(self) -> None: ...
+
+    def describe(self) -> dict[str, object]:
+        """What decides its answers: answer model id, thresholds, scorer (recorded with each answer)."""
+        ...
 
     def answer(self, question: str, hits: Sequence[RetrievedChunk]) -> Answer: ...
 

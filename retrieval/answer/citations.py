@@ -27,8 +27,8 @@ from retrieval.answer.support import SupportScorer
 from retrieval.answer.support import cited_text as chunk_cited_text
 from retrieval.types import AnswerSentence, Citation, RetrievedChunk
 
-_MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:[,;]|[-–])\s*\d{1,4})*)\s*\]")
-_SPACED_MARKER = re.compile(rf"\s*{_MARKER.pattern}")
+MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:[,;]|[-–])\s*\d{1,4})*)\s*\]")
+_SPACED_MARKER = re.compile(rf"\s*{MARKER.pattern}")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
 _TRAILING_PUNCT = re.compile(r"[.!?]+[\"'”’)*_]*$")
 _MAX_RANGE = 20  # "[2-5]" expands; a longer range is taken as its two ends
@@ -82,7 +82,7 @@ def _pieces(answer_text: str) -> tuple[list[str], list[_Piece], int]:
         prefixes.append(prefix)
         for a, b in sentence_spans(rest):
             raw = rest[a:b]
-            markers = list(dict.fromkeys(n for m in _MARKER.finditer(raw) for n in parse_markers(m.group(1))))
+            markers = list(dict.fromkeys(n for m in MARKER.finditer(raw) for n in parse_markers(m.group(1))))
             body = _clean(raw)
             if re.search(r"\w", body):
                 pieces.append(_Piece(line_no, body, markers))

@@ -6,8 +6,9 @@ instructions; each source is fenced as `<source id=… product=… document=…>
 fence-like text inside it escaped, so a source cannot close its fence or open a new one; a chunk the
 injection detector flagged carries a warning attribute. Whatever the model writes, only citations
 that resolve to a context chunk and that chunk supports survive (`verify_citations`); an answer in
-which no sentence kept a citation is replaced by the abstention. The model is not called when the
-retrieved context does not support answering (`question_support` below the threshold).
+which no sentence kept a citation falls back to "possibly relevant" or the abstention. The model is
+not called when the answer model finds nothing in the context that answers the question
+(`retrieval.answer.grounded`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from indexing.chunking import PROMPT_INJECTION_FLAG
 from indexing.injection import detect_prompt_injection
-from indexing.types import Chunk
 from knowledge.errors import ConfigError
-from retrieval.answer.base import abstention, number_context
-from retrieval.answer.citations import verify_citations
-from retrieval.answer.support import ABSTAIN_THRESHOLD, MIN_SUPPORT, SupportScorer, chunk_passages
+from retrieval.answer.base import number_context
+from retrieval.answer.grounded import GroundedAnswerer, Judgement
+from retrieval.answer.model import AnswerModel, Thresholds
+from retrieval.answer.support import MIN_SUPPORT, SupportScorer
 from retrieval.types import Answer, RetrievedChunk
 
 # Bump on any change to the prompt's wording or the source format: it is recorded with every answer.
@@ -82,36 +83,25 @@ def _message_text(message: BaseMessage) -> str:
                    if isinstance(part, str) or part.get("type") == "text")
 
 
-class LLMAnswerer:
-    """Answers through a LangChain chat model; keeps only citations the sources support."""
+class LLMAnswerer(GroundedAnswerer):
+    """Answers through a LangChain chat model inside the grounded template (same outcomes, short
+    answers and checks as the extractive answerer); keeps only citations the sources support."""
 
     name = "llm"
-    version = "1"
+    version = "2"
 
-    def __init__(self, chat_model: BaseChatModel, scorer: SupportScorer, *, max_sentences: int = 5,
-                 min_support: float = MIN_SUPPORT, abstain_threshold: float = ABSTAIN_THRESHOLD,
+    def __init__(self, chat_model: BaseChatModel, scorer: SupportScorer, model: AnswerModel, *,
+                 max_sentences: int = 5, min_support: float = MIN_SUPPORT, thresholds: Thresholds | None = None,
                  max_sources: int | None = None) -> None:
-        if max_sentences < 1:
-            raise ConfigError(f"max_sentences must be >= 1, got {max_sentences}")
+        super().__init__(scorer, model, max_sentences=max_sentences, min_support=min_support, thresholds=thresholds)
         if max_sources is not None and max_sources < 1:
             raise ConfigError(f"max_sources must be >= 1 or None, got {max_sources}")
-        for label, value in (("min_support", min_support), ("abstain_threshold", abstain_threshold)):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{label} must be within [0, 1], got {value}")
         self.chat_model = chat_model
-        self.scorer = scorer
-        self.max_sentences = max_sentences
-        self.min_support = min_support
-        self.abstain_threshold = abstain_threshold
         self.max_sources = max_sources
         self.prompt = ChatPromptTemplate.from_messages([("system", SYSTEM_PROMPT), ("human", HUMAN_PROMPT)])
 
     @property
-    def id(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    @property
-    def model(self) -> str:
+    def model_name(self) -> str:
         """The model's name as the provider knows it (or the LangChain model type for fakes)."""
         for attribute in ("model_name", "model", "model_id"):
             value = getattr(self.chat_model, attribute, None)
@@ -119,18 +109,12 @@ class LLMAnswerer:
                 return value
         return str(getattr(self.chat_model, "_llm_type", type(self.chat_model).__name__))
 
-    def describe(self) -> dict[str, object]:
-        return {"answerer": self.id, "prompt_version": PROMPT_VERSION, "model": self.model,
-                "scorer": self.scorer.id, "max_sentences": self.max_sentences,
-                "min_support": self.min_support, "abstain_threshold": self.abstain_threshold,
-                "max_sources": self.max_sources}
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"prompt_version": PROMPT_VERSION, "model": self.model_name,
+                                     "max_sources": self.max_sources}
 
-    def warm_up(self) -> None:
-        self.scorer.warm_up()
-
-    def passages(self, chunk: Chunk) -> list[str]:
-        """The texts the scorer may embed when this answerer answers from `chunk`."""
-        return chunk_passages(chunk)
+    def extra_fields(self) -> dict[str, Any]:
+        return {"prompt_version": PROMPT_VERSION, "model": self.model_name}
 
     def build_messages(self, question: str, hits: Sequence[RetrievedChunk]) -> list[BaseMessage]:
         """The system and user messages for `question` over `hits` (numbered [1]..[n] in hit order)."""
@@ -139,21 +123,11 @@ class LLMAnswerer:
                                            sources=sources, question=escape_source_text(question.strip()))
 
     def answer(self, question: str, hits: Sequence[RetrievedChunk]) -> Answer:
-        hits = list(hits[: self.max_sources] if self.max_sources else hits)
-        support = self.scorer.question_support(question, hits)
-        common: dict[str, Any] = {"answerer": self.id, "prompt_version": PROMPT_VERSION, "model": self.model}
-        if support < self.abstain_threshold:
-            return abstention(question, hits, support=support, **common)
+        return super().answer(question, list(hits[: self.max_sources] if self.max_sources else hits))
+
+    def draft(self, question: str, hits: Sequence[RetrievedChunk], judgement: Judgement) -> str:
         reply = _message_text(self.chat_model.invoke(self.build_messages(question, hits))).strip()
-        if not reply or _NOT_FOUND.match(reply):
-            return abstention(question, hits, support=support, **common)
-        verified = verify_citations(reply, hits, self.scorer, self.min_support)
-        if not verified.citations:
-            # Nothing the model said is backed by the sources it was given.
-            return abstention(question, hits, support=support, dropped=verified.dropped, **common)
-        return Answer(question=question, text=verified.text, citations=verified.citations, abstained=False,
-                      support=round(support, 4), sentences=verified.sentences,
-                      dropped_citations=verified.dropped, **common)
+        return "" if not reply or _NOT_FOUND.match(reply) else reply
 
 
 class ChatModelSettings(Protocol):

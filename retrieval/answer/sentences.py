@@ -42,6 +42,22 @@ class Segment:
     end: int
     kind: SegmentKind
     block: int  # index of the blank-line-separated block (paragraph, list, table) holding it
+    # How an answer quotes it: a table row as "Column: value; Column: value." under its header; else
+    # the text itself.
+    display: str = ""
+
+    @property
+    def quoted(self) -> str:
+        """The text an answer quotes: the display form, without Markdown emphasis marks."""
+        return strip_emphasis(self.display or self.text)
+
+
+_EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_](?=\S)|(?<=\S)[*_](?!\w)|`")
+
+
+def strip_emphasis(text: str) -> str:
+    """"A **missed** `pickup`" → "A missed pickup" (also what a quote is matched against)."""
+    return _EMPHASIS.sub("", text)
 
 
 def collapse(text: str) -> str:
@@ -102,8 +118,23 @@ def _blocks(text: str) -> Iterator[list[tuple[int, str]]]:
         yield lines
 
 
-def _units(lines: list[tuple[int, str]]) -> Iterator[tuple[SegmentKind, int, int]]:
-    """(kind, start, end) of each heading, table row, field, list item and prose paragraph of a block."""
+def _cells(line: str) -> list[str]:
+    return [" ".join(c.split()).strip("*_` ") for c in line.strip().strip("|").split("|")]
+
+
+def table_row_sentence(header: list[str], row: list[str]) -> str:
+    """A table row as a sentence that keeps the column names: "Metric: churn; Value: 2.1%."."""
+    pairs = [(h, v) for h, v in zip(header, row) if v and v not in ("-", "—", "–")]
+    if not pairs:
+        return ""
+    body = "; ".join(f"{h}: {v}" if h else v for h, v in pairs)
+    return body if body.endswith((".", "!", "?")) else body + "."
+
+
+def _units(lines: list[tuple[int, str]]) -> Iterator[tuple[SegmentKind, int, int, str]]:
+    """(kind, start, end, display) of each heading, table row, field, list item and prose paragraph of
+    a block; display is set for table rows under a header."""
+    header: list[str] | None = None
     all_fields = all(_FIELD.match(line) and len(line) <= 80 for _, line in lines)
     kind: SegmentKind = "prose"
     start: int | None = None  # of the prose paragraph or list item being collected
@@ -116,17 +147,19 @@ def _units(lines: list[tuple[int, str]]) -> Iterator[tuple[SegmentKind, int, int
             continue
         if start is not None and (kind == "list" or item is not None or _HEADING.match(line)
                                   or _TABLE_ROW.match(line) or all_fields):
-            yield kind, start, end
+            yield kind, start, end, ""
             start = None
         if _HEADING.match(line):
             body = line.lstrip().lstrip("#")
-            yield "heading", line_end - len(body), line_end
+            yield "heading", line_end - len(body), line_end, ""
         elif _TABLE_ROW.match(line):
             is_header = i + 1 < len(lines) and bool(_TABLE_SEPARATOR.match(lines[i + 1][1]))
-            if not _TABLE_SEPARATOR.match(line) and not is_header:
-                yield "table", off, line_end
+            if is_header:
+                header = _cells(line)
+            elif not _TABLE_SEPARATOR.match(line):
+                yield "table", off, line_end, table_row_sentence(header, _cells(line)) if header else ""
         elif all_fields:
-            yield "field", off, line_end
+            yield "field", off, line_end, ""
         elif item is not None:
             kind, start, end = "list", off + item.end(), line_end
         else:
@@ -134,7 +167,7 @@ def _units(lines: list[tuple[int, str]]) -> Iterator[tuple[SegmentKind, int, int
                 kind, start = "prose", off
             end = line_end
     if start is not None:
-        yield kind, start, end
+        yield kind, start, end, ""
 
 
 def segments(text: str) -> list[Segment]:
@@ -145,15 +178,15 @@ def segments(text: str) -> list[Segment]:
     # Code is not prose: blank fenced blocks out (same length, so offsets stay true).
     text_without_code = _CODE_FENCE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
     for block_no, lines in enumerate(_blocks(text_without_code)):
-        for kind, start, end in _units(lines):
+        for kind, start, end, display in _units(lines):
             if kind in ("prose", "list"):
                 out.extend(_segment(text, start + a, start + b, kind, block_no)
                            for a, b in sentence_spans(text[start:end]))
             else:
-                out.append(_segment(text, start, end, kind, block_no))
+                out.append(_segment(text, start, end, kind, block_no, display))
     return [s for s in out if s.text]
 
 
-def _segment(text: str, start: int, end: int, kind: SegmentKind, block: int) -> Segment:
+def _segment(text: str, start: int, end: int, kind: SegmentKind, block: int, display: str = "") -> Segment:
     trimmed = _trim(text, start, end) or (start, start)
-    return Segment(collapse(text[trimmed[0]:trimmed[1]]), trimmed[0], trimmed[1], kind, block)
+    return Segment(collapse(text[trimmed[0]:trimmed[1]]), trimmed[0], trimmed[1], kind, block, display)

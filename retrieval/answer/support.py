@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -37,7 +38,7 @@ import numpy as np
 
 from indexing.embedding_cache import EmbeddingCache, embed_with_cache, text_hash
 from indexing.types import Chunk, Embedder
-from retrieval.answer.sentences import collapse, segments
+from retrieval.answer.sentences import collapse, segments, strip_emphasis
 from retrieval.types import RetrievedChunk
 
 SEMANTIC_WEIGHT = 0.5
@@ -78,7 +79,8 @@ anything anyone anybody something someone somebody everything everyone nothing
 tell know need needs want wants happen happens happened kind sort way ways thing things
 """.split())  # noqa: SIM905
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[.,'’][a-z0-9]+)*")
+# Letters and digits of any script ("Ögedei" → "ögedei", not "gedei"), case-folded after NFKC.
+_TOKEN = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*")
 _VOWEL = re.compile(r"[aeiouy]")
 
 
@@ -108,9 +110,16 @@ def _stem(token: str) -> str:
     return word
 
 
+def ordered_content_words(text: str) -> list[str]:
+    """The stemmed content words and numbers of `text`, in order (repeats kept)."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return [_stem(t.rstrip(".,")) for t in _TOKEN.findall(folded) if t not in STOP_WORDS]
+
+
+@lru_cache(maxsize=200_000)
 def content_words(text: str) -> frozenset[str]:
     """C(text): the stemmed content words and numbers of `text`."""
-    return frozenset(_stem(t.rstrip(".,")) for t in _TOKEN.findall(text.lower()) if t not in STOP_WORDS)
+    return frozenset(ordered_content_words(text))
 
 
 def lexical_recall(needle: str, haystack: str) -> float | None:
@@ -134,11 +143,9 @@ def cited_text(chunk: Chunk) -> str:
 
 
 def chunk_passages(chunk: Chunk) -> list[str]:
-    """Every passage of `chunk` the scorer may embed while answering from it: the chunk as searched,
-    the chunk as cited and its sentences (`support_many`), and its sentences (`question_support`)."""
-    texts = [collapse(chunk.embedding_text), *_windows(cited_text(chunk))]
-    texts += [collapse(seg.text) for seg in segments(chunk.text) if seg.kind != "heading"]
-    return list(dict.fromkeys(texts))
+    """The passages of `chunk` a citation of it is checked against when the cited sentence is not a
+    verbatim quote (`support_many`): the chunk as cited, and its sentences."""
+    return _windows(cited_text(chunk))
 
 
 class SupportScorer:
@@ -281,7 +288,10 @@ class SupportScorer:
 
 
 def _quotes(sentence: str, cited: str) -> bool:
-    return len(content_words(sentence)) >= 3 and collapse(sentence).casefold() in collapse(cited).casefold()
+    """A verbatim quote, Markdown emphasis aside (answers quote "a missed pickup" from "a **missed** pickup")."""
+    if len(content_words(sentence)) < 3:
+        return False
+    return collapse(strip_emphasis(sentence)).casefold() in collapse(strip_emphasis(cited)).casefold()
 
 
 def _windows(text: str) -> list[str]:

@@ -53,6 +53,13 @@ def serving(app: FastAPI) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
+    # Ready means the answer passages are in memory (the session index ships them, so this takes
+    # seconds); a test that wants the not-ready state asks /readyz itself before this returns.
+    while time.monotonic() < deadline:
+        vectors = (httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30).json().get("answer_vectors") or {})
+        if vectors.get("status") != "running":
+            break  # other readiness problems are for the tests to report, not the fixture
+        time.sleep(0.1)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -1,5 +1,6 @@
 """Fixtures for the eval harness: the retrieval tests' three-product mesh (public, internal, restricted),
-indexed by the real pipeline with the hash embedder, and a small golden set written for it."""
+indexed by the real pipeline with the hash embedder, and a small golden set written for it (some questions
+with expected phrases and a short answer, two in the held-out split)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ GOLDEN: list[dict[str, Any]] = [
      "answer": "The owner answers reader questions within two business days.",
      "gold": [{"product": PUBLIC, "document": "publishing.md",
                "quote": "The owner answers reader questions within two business days."}],
-     "roles": ["analyst"], "products": [PUBLIC]},
+     "roles": ["analyst"], "products": [PUBLIC], "expected": ["within two business days"]},
     {"id": "t-002", "kind": "factual", "question": "The carrier missed the 17:00 pickup at the Reno warehouse. What now?",
      "answer": "Call the depot and rebook the pallet for the morning linehaul.",
      "gold": [{"product": INTERNAL, "document": "carrier-pickup.md",
                "quote": "call the depot and rebook the pallet for the morning linehaul"}],
-     "roles": ["analyst"], "products": [INTERNAL]},
+     "roles": ["analyst"], "products": [INTERNAL], "expected": ["rebook the pallet"], "style": "paraphrase"},
     {"id": "t-003", "kind": "factual", "question": "What do I do when the conveyor label printer jams?",
      "answer": "Switch the line to the backup printer and reprint the wave.",
      "gold": [{"product": INTERNAL, "document": "label-printer.md",
@@ -36,7 +37,8 @@ GOLDEN: list[dict[str, Any]] = [
      "answer": "151,000 dollars.",
      "gold": [{"product": RESTRICTED, "document": "pay-bands.md",
                "quote": "The quokka band midpoint for an L4 engineer is 151,000 dollars."}],
-     "roles": ["people-partner"], "products": [RESTRICTED]},
+     "roles": ["people-partner"], "products": [RESTRICTED], "expected": ["151,000 dollars"],
+     "short": "151,000 dollars"},
     {"id": "t-005", "kind": "cross_domain",
      "question": "How often are sources reviewed, and what is a release made of?",
      "answer": "Sources are reviewed at least every ninety days; a release is an immutable set of embedding versions.",
@@ -44,9 +46,9 @@ GOLDEN: list[dict[str, Any]] = [
                "quote": "Sources are reviewed at least every ninety days."},
               {"product": PUBLIC, "document": "glossary.md",
                "quote": "A release is an immutable set of embedding versions served together."}],
-     "roles": ["analyst"], "products": [PUBLIC]},
+     "roles": ["analyst"], "products": [PUBLIC], "split": "heldout"},
     {"id": "t-006", "kind": "unanswerable", "question": "What interest rate do we pay on the revolving credit facility?",
-     "answer": "", "gold": [], "roles": ["analyst"], "products": []},
+     "answer": "", "gold": [], "roles": ["analyst"], "products": [], "split": "heldout", "style": "near_miss"},
     {"id": "t-007", "kind": "unanswerable", "question": "Which espresso grinder does the Berlin office use?",
      "answer": "", "gold": [], "roles": ["analyst"], "products": []},
 ]

@@ -11,16 +11,20 @@ from pathlib import Path
 import pytest
 
 from eval_sets.answer_metrics import AnswerMetrics, AnswerSample, strip_markers
+from eval_sets.golden import GoldenQuestion
 from eval_sets.harness import UNPRIVILEGED, EvalHarness, unreadable_chunks
-from eval_sets.metrics import percentile, retrieval_scores
+from eval_sets.metrics import percentile, retrieval_scores, roc_auc
+from eval_sets.report import HELDOUT_METRICS, QuestionOutcome, answer_scores, token_f1
 from indexing.embedder import create_embedder
 from knowledge.model import Principal
-from retrieval.types import SearchRequest
+from retrieval.types import OUTCOMES, SearchRequest
 from tests.eval_sets.conftest import EvalMesh
 from tests.retrieval.conftest import INTERNAL, PUBLIC, RESTRICTED
 
 REQUIRED = {"recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "abstention_accuracy", "false_abstention_rate",
-            "access_leaks", "supported_citation_share", "latency_p50_ms", "latency_p95_ms"}
+            "access_leaks", "supported_citation_share", "latency_p50_ms", "latency_p95_ms",
+            "answer_correctness", "short_answer_f1", "answered_rate", "possibly_relevant_rate", "abstained_rate",
+            "answerability_auc"}
 
 
 def by_hand(documents: list[str], gold: set[str]) -> dict[str, float]:
@@ -43,6 +47,38 @@ def test_ranx_scores_match_a_hand_computation():
     assert scores["b"] == {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr": 0.0, "ndcg@10": 0.0}
     assert scores["c"]["recall@10"] == 0.0  # nothing retrieved at all
     assert percentile([10.0, 20.0, 30.0, 40.0], 50) == 25.0 and percentile([5.0], 95) == 5.0
+
+
+def outcome_of(qid: str, kind: str, outcome: str, answer: str, answerability: float, *, expected: tuple[str, ...] = (),
+               short: str | None = None, golden_short: str | None = None) -> QuestionOutcome:
+    question = GoldenQuestion(id=qid, question=f"Question {qid}?", kind=kind, answer="", expected=expected,
+                              short=golden_short)
+    return QuestionOutcome(question=question, documents=(), abstained=outcome != "answered", answer=answer,
+                           contexts=(), citations=0, supported_citations=0, dropped_citations=0, leaks=(),
+                           latency_ms=1.0, outcome=outcome, short=short, answerability=answerability)
+
+
+def test_answer_metrics_match_a_hand_computation():
+    outcomes = [
+        outcome_of("a", "factual", "answered", "It is due within **Two  business** days [1].", 0.9,
+                   expected=("two business days",), short="two business days", golden_short="Two business days"),
+        outcome_of("b", "factual", "possibly_relevant", "… within two business days [1].", 0.4,
+                   expected=("two business days",), short=None, golden_short="151,000 dollars"),
+        outcome_of("c", "factual", "answered", "Call the depot [1].", 0.8, expected=("rebook",)),
+        outcome_of("d", "unanswerable", "abstained", "Not found.", 0.8),
+        outcome_of("e", "unanswerable", "possibly_relevant", "No confirmed answer.", 0.2),
+    ]
+    # Only an *answered* text counts as correct; markers, emphasis, case and spacing are ignored.
+    assert [o.correct for o in outcomes] == [True, False, False, None, None]
+    scores = answer_scores(outcomes)
+    assert scores["answer_correctness"] == pytest.approx(1 / 3, abs=1e-4)
+    assert scores["short_answer_f1"] == pytest.approx((1.0 + 0.0) / 2)
+    assert (scores["answered_rate"], scores["possibly_relevant_rate"], scores["abstained_rate"]) == (0.4, 0.4, 0.2)
+    # answerable 0.9, 0.4, 0.8 against unanswerable 0.8, 0.2: 4 of 6 pairs above, 1 tie (0.8 = 0.8) counted half
+    assert scores["answerability_auc"] == pytest.approx(4.5 / 6, abs=1e-4)
+    assert roc_auc([0.5], []) is None
+    assert token_f1("about 151,000 dollars", "151,000 dollars") == pytest.approx(0.8)  # p 2/3, r 1
+    assert token_f1(None, "151,000 dollars") == 0.0
 
 
 def test_harness_metrics_on_a_small_mesh(eval_mesh: EvalMesh):
@@ -76,6 +112,30 @@ def test_harness_metrics_on_a_small_mesh(eval_mesh: EvalMesh):
     assert set(report.per_product) == {PUBLIC, INTERNAL, RESTRICTED}
     assert report.per_product[INTERNAL]["n"] == 2 and report.per_product[INTERNAL]["abstention_accuracy"] is None
     assert 0 < overall["latency_p50_ms"] <= overall["latency_p95_ms"]
+
+    # The answer stage: outcomes, answerability, correctness and short answers, each recomputed from the rows.
+    for outcome in OUTCOMES:
+        assert overall[f"{outcome}_rate"] == pytest.approx(sum(q["outcome"] == outcome for q in rows.values()) / 7,
+                                                          abs=1e-4)
+    for q in rows.values():  # "abstained" in the report means "not answered": either of the other outcomes
+        assert q["outcome"] in OUTCOMES and q["abstained"] == (q["outcome"] != "answered")
+        assert 0.0 <= q["answerability"] <= 1.0
+    graded = {q["id"]: q["correct"] for q in rows.values() if q["correct"] is not None}
+    assert set(graded) == {"t-001", "t-002", "t-004"}
+    assert all(rows[qid]["outcome"] == "answered" for qid, correct in graded.items() if correct)
+    assert overall["answer_correctness"] == pytest.approx(sum(graded.values()) / 3, abs=1e-4)
+    assert overall["short_answer_f1"] == pytest.approx(token_f1(rows["t-004"]["short"], "151,000 dollars"), abs=1e-4)
+    assert overall["answerability_auc"] == pytest.approx(
+        roc_auc([q["answerability"] for q in answerable], [q["answerability"] for q in unanswerable]), abs=1e-3)
+    # heldout_*: the same metrics over the held-out split alone (t-005 answerable, t-006 unanswerable).
+    assert {q["id"] for q in rows.values() if q["split"] == "heldout"} == {"t-005", "t-006"}
+    assert set(HELDOUT_METRICS) <= set(overall)
+    assert overall["heldout_recall@5"] == pytest.approx(rows["t-005"]["recall@5"], abs=1e-4)
+    assert overall["heldout_abstention_accuracy"] == float(rows["t-006"]["abstained"])
+    assert overall["heldout_false_abstention_rate"] == float(rows["t-005"]["abstained"])
+    assert overall["heldout_answer_correctness"] is None and overall["heldout_short_answer_f1"] is None
+    assert rows["t-002"]["style"] == "paraphrase" and rows["t-001"]["style"] == "original"
+    assert report.settings["answer_stage"]["answer_model"].startswith("answer-lr@")
 
     # ragas, offline: the gold quotes of the runbook questions are verbatim in the retrieved chunks.
     for qid in ("t-002", "t-003"):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,23 @@ def index() -> KeywordIndex:
     return built
 
 
-def test_tokenisation_lowercases_splits_on_word_characters_and_drops_stopwords():
-    tokens = KeywordIndex().tokenize("The fct_net_revenue model, per DR-014, is NOT in Q3!")
-    assert tokens == ["fct_net_revenue", "model", "per", "dr", "014", "q3"]
+def test_tokenisation_lowercases_splits_on_word_characters_drops_stopwords_and_stems():
+    tokens = KeywordIndex().tokenize("The fct_net_revenue models, per DR-014, are NOT in Q3!")
+    assert tokens == ["fct_net_revenu", "model", "per", "dr", "014", "q3"]
+    assert KeywordIndex().tokenize("Refunds refunded REFUNDING, naïve cafés") == ["refund"] * 3 + ["naïv", "café"]
+
+
+def test_inflected_query_terms_match_the_same_stem(index):
+    assert index.search("refund", k=1)[0][0] == "refunds"
+    assert index.search("cancelling subscriber", k=1)[0][0] == "churn"
+    assert index.search("modelled", k=1)[0][0] == "model"
+
+
+def test_tokenisation_is_the_same_from_many_threads():
+    texts = [f"Subscribers cancelled {i} refunds, chargebacks and discounting {i % 7}" for i in range(200)]
+    expected = [KeywordIndex().tokenize(t) for t in texts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(KeywordIndex().tokenize, texts)) == expected
 
 
 def test_search_ranks_the_matching_document_first(index):
@@ -50,11 +65,11 @@ def test_scores_follow_lucene_bm25(index):
     # Lucene: idf = ln(1 + (N - df + 0.5) / (df + 0.5)); tf part = tf / (tf + k1 * (1 - b + b * dl / avgdl)).
     tokens = {doc: index.tokenize(text) for doc, text in DOCS.items()}
     avgdl = sum(map(len, tokens.values())) / len(tokens)
-    df = sum("refunds" in t for t in tokens.values())
+    df = sum("refund" in t for t in tokens.values())
     idf = math.log(1 + (len(DOCS) - df + 0.5) / (df + 0.5))
 
     def expected(doc: str) -> float:
-        tf = tokens[doc].count("refunds")
+        tf = tokens[doc].count("refund")
         return idf * tf / (tf + 1.2 * (1 - 0.75 + 0.75 * len(tokens[doc]) / avgdl))
 
     results = index.search("refunds", k=5)
@@ -78,6 +93,7 @@ def test_save_and_load_round_trip(index, tmp_path: Path):
         assert loaded.search(query, k=5) == index.search(query, k=5)
     meta = json.loads((target / "meshrag-keyword.json").read_text())
     assert (meta["name"], meta["version"]) == (NAME, VERSION)
+    assert meta["stemmer"]["algorithm"] == "snowball-english" and meta["stemmer"]["PyStemmer"]
 
 
 def test_save_replaces_an_existing_index_and_leaves_no_staging(index, tmp_path: Path):
@@ -107,6 +123,17 @@ def test_load_refuses_missing_or_foreign_indexes(index, tmp_path: Path):
     meta_path.write_text(json.dumps({**meta, "version": "0"}))
     with pytest.raises(ConfigError, match="rebuild it"):
         KeywordIndex.load(tmp_path / "k")
+
+
+def test_load_warns_when_another_pystemmer_built_the_index(index, tmp_path: Path, caplog):
+    index.save(tmp_path / "k")
+    meta_path = tmp_path / "k" / "meshrag-keyword.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "stemmer": {"algorithm": "snowball-english", "PyStemmer": "0.1"}}))
+    with caplog.at_level("WARNING", logger="indexing.keyword"):
+        loaded = KeywordIndex.load(tmp_path / "k")
+    assert "PyStemmer 0.1" in caplog.text
+    assert loaded.search("refund", k=1) == index.search("refund", k=1)
 
 
 def test_build_validates_input_and_search_needs_an_index():

@@ -16,6 +16,7 @@ from indexing.pipeline import IndexPipeline, IndexReport
 from indexing.settings import IndexSettings
 from indexing.types import Embedder
 from knowledge.settings import SAMPLE_MESH
+from retrieval.answer.model import Thresholds
 from retrieval.searcher import MeshSearcher
 from retrieval.settings import RetrievalSettings
 
@@ -152,6 +153,22 @@ def answer_scorer(minilm: Embedder) -> Any:
     scorer = SupportScorer(minilm)
     scorer.warm_up()
     return scorer
+
+
+# Thresholds that decide the outcome whatever the answer model scores (p and cosines lie in [0, 1] here).
+ALWAYS_ANSWER = Thresholds(answer=0.0, relevant=0.0, sentence=0.0)
+NEVER_ANSWER = Thresholds(answer=1.01, relevant=1.01, sentence=1.01)  # abstains: not even "possibly relevant"
+# Answers when the model is asked to, but a draft that fails (nothing supported, "NOT FOUND") abstains
+# instead of falling back to "possibly relevant".
+ANSWER_OR_ABSTAIN = Thresholds(answer=0.0, relevant=1.01, sentence=0.0)
+
+
+@pytest.fixture(scope="session")
+def answer_model() -> Any:
+    """The shipped answer model artefact (retrieval/answer/models/answer-model.json), hash-checked on load."""
+    from retrieval.answer.model import load_answer_model
+
+    return load_answer_model()
 
 
 @pytest.fixture

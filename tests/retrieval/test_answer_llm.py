@@ -25,7 +25,9 @@ from retrieval.answer.llm import (
     create_chat_model,
     escape_source_text,
 )
+from retrieval.answer.model import AnswerModel, load_answer_model
 from retrieval.answer.sentences import collapse, segments
+from tests.retrieval.conftest import ALWAYS_ANSWER, ANSWER_OR_ABSTAIN, NEVER_ANSWER
 
 NET_REVENUE = ("finance.revenue-reporting", "metrics/net-revenue.md")
 NOTICE = ("operations.fulfilment-ops", "carriers/carrier-notice-2026-05.html")
@@ -68,13 +70,21 @@ def three_hits(sample_chunks: Any, make_hits: Any) -> list[Any]:
     return make_hits(chunks)
 
 
-def answerer(model: Any, scorer: Any, **options: Any) -> LLMAnswerer:
-    return LLMAnswerer(model, scorer, **({"abstain_threshold": 0.0} | options))
+def answerer(chat_model: Any, scorer: Any, **options: Any) -> LLMAnswerer:
+    """An LLM answerer with the shipped answer model that always asks its chat model (unless told otherwise)."""
+    return LLMAnswerer(chat_model, scorer, load_answer_model(), **({"thresholds": ALWAYS_ANSWER} | options))
 
 
 # ------------------------------------------------------------------------------------------ citations
 def test_llm_answerer_is_an_answerer(hash_answer_scorer: Any) -> None:
-    assert isinstance(answerer(fake_llm().model, hash_answer_scorer), Answerer)
+    llm = answerer(fake_llm().model, hash_answer_scorer)
+    assert isinstance(llm, Answerer) and llm.id == "llm@2"
+    # `model` is the answer model that decides outcomes; the chat model's name is `model_name`.
+    assert isinstance(llm.model, AnswerModel) and llm.model_name == "generic-fake-chat-model"
+    assert llm.describe()["model"] == "generic-fake-chat-model"
+    assert llm.describe()["answer_model"] == llm.model.id
+    with pytest.raises(ConfigError, match="max_sources"):
+        answerer(fake_llm().model, hash_answer_scorer, max_sources=0)
 
 
 def test_citation_of_a_source_that_was_not_given_is_dropped_and_counted(three_hits: list[Any],
@@ -87,7 +97,7 @@ def test_citation_of_a_source_that_was_not_given_is_dropped_and_counted(three_hi
     assert [c.chunk_id for c in answer.citations] == [three_hits[0].chunk_id]
     assert "[7]" not in answer.text and answer.sentences[0].markers == (1,)
     assert answer.prompt_version == PROMPT_VERSION and answer.model == "generic-fake-chat-model"
-    assert answer.answerer == "llm@1"
+    assert answer.answerer == "llm@2" and answer.outcome == "answered"
 
 
 def test_sentence_unrelated_to_its_source_loses_the_citation(three_hits: list[Any],
@@ -104,17 +114,21 @@ def test_sentence_unrelated_to_its_source_loses_the_citation(three_hits: list[An
 
 def test_answer_with_no_supported_citation_becomes_an_abstention(three_hits: list[Any],
                                                                  hash_answer_scorer: Any) -> None:
-    answer = answerer(fake_llm(f"{UNRELATED} [1]").model, hash_answer_scorer).answer("What is net revenue?",
-                                                                                     three_hits)
-    assert answer.abstained and answer.citations == () and answer.dropped_citations == 1
+    # relevant > 1: the failed draft cannot fall back to "possibly relevant" passages.
+    answer = answerer(fake_llm(f"{UNRELATED} [1]").model, hash_answer_scorer, thresholds=ANSWER_OR_ABSTAIN).answer(
+        "What is net revenue?", three_hits)
+    assert answer.abstained and answer.outcome == "abstained"
+    assert answer.citations == () and answer.dropped_citations == 1
     assert answer.text.startswith(ABSTENTION_TEXT)
     assert answer.closest_products == ("finance.revenue-reporting",)
 
 
 def test_not_found_reply_is_an_abstention(three_hits: list[Any], hash_answer_scorer: Any) -> None:
-    answer = answerer(fake_llm(f"{NOT_FOUND_REPLY}.").model, hash_answer_scorer).answer(
+    llm = fake_llm(f"{NOT_FOUND_REPLY}.")
+    answer = answerer(llm.model, hash_answer_scorer, thresholds=ANSWER_OR_ABSTAIN).answer(
         "Which caterer is booked?", three_hits)
-    assert answer.abstained and answer.prompt_version == PROMPT_VERSION
+    assert len(llm.recorder.calls) == 1
+    assert answer.abstained and answer.outcome == "abstained" and answer.prompt_version == PROMPT_VERSION
 
 
 def test_content_blocks_are_read_as_text(three_hits: list[Any], hash_answer_scorer: Any) -> None:
@@ -127,10 +141,11 @@ def test_abstains_without_calling_the_model_below_threshold(three_hits: list[Any
                                                             hash_answer_scorer: Any) -> None:
     recorder = RecordingHandler()
     model = FakeListChatModel(responses=["this must never be asked for [1]"], callbacks=[recorder])
-    answerer = LLMAnswerer(model, hash_answer_scorer, abstain_threshold=1.0)
+    answerer = LLMAnswerer(model, hash_answer_scorer, load_answer_model(), thresholds=NEVER_ANSWER)
     answer = answerer.answer("What is net revenue?", three_hits)
     assert recorder.calls == []
     assert answer.abstained and answer.citations == () and answer.model == "fake-list-chat-model"
+    assert answer.decision["thresholds"] == NEVER_ANSWER.as_dict()
     assert answer.text == f"{ABSTENTION_TEXT} The closest readable products are: finance.revenue-reporting."
 
 
@@ -187,11 +202,13 @@ def test_question_cannot_forge_a_source(three_hits: list[Any], hash_answer_score
 # ------------------------------------------------------------------------------------------ slow (MiniLM)
 @pytest.mark.slow
 def test_minilm_keeps_a_faithful_paraphrase_and_drops_an_unrelated_claim(three_hits: list[Any],
-                                                                         answer_scorer: Any) -> None:
+                                                                         answer_scorer: Any,
+                                                                         answer_model: Any) -> None:
     reply = ("Sales tax collected from customers is excluded from net revenue [2]. "
              "Staff at the Reno fulfilment centre are paid in geo zone C [1].")
-    answer = LLMAnswerer(fake_llm(reply).model, answer_scorer).answer(
+    answer = LLMAnswerer(fake_llm(reply).model, answer_scorer, answer_model).answer(  # the model's thresholds
         "Is sales tax part of net revenue?", three_hits)
+    assert answer.outcome == "answered"
     assert not answer.abstained and answer.dropped_citations == 1
     assert [c.chunk_id for c in answer.citations] == [three_hits[1].chunk_id]
     assert answer.sentences[0].markers == (1,) and answer.sentences[1].markers == ()

@@ -1,4 +1,8 @@
-"""Support and question-support scores: lexical parts exactly, embedding parts with the real MiniLM."""
+"""Support and question-support scores: lexical parts exactly, embedding parts with the real MiniLM.
+
+`question_support` no longer decides whether the answerers answer (the fitted answer model does, see
+tests/retrieval/test_answer_stage.py); it is still a scorer function (eval_sets.calibrate_abstention
+reports it against ABSTAIN_THRESHOLD), so it is tested as one here."""
 
 from __future__ import annotations
 
