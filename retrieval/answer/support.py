@@ -1,4 +1,4 @@
-"""How well a text supports a sentence, and how well retrieved chunks support answering a question.
+"""How well a text supports a sentence (the citation check), and how relevant a text is to a question.
 
     support(sentence, cited) = 0.5 · semantic + 0.5 · lexical                      (each in [0, 1])
     semantic = max(0, cos(e(sentence), e(w))) for the best w among the cited text and each of its
@@ -9,20 +9,14 @@
 
     relevance(question, text) = 0.5 · max(0, cos(e(question), e(text))) + 0.5 · |C(q) ∩ C(text)| / |C(q)|
 
-    question_support(question, hits) = 0.7 · mean(best chunk cosine, best sentence cosine)
-                                     + 0.3 · mean(|C(q) ∩ ∪ C(chunk)| / |C(q)|, best one-sentence coverage)
-    (chunk = breadcrumb + text): one chunk must be about the question, and the question's content words
-    must turn up somewhere in what was retrieved — an unanswerable question usually misses the very
-    words that make it specific ("Canadian subsidiary", "cafeteria menu"). It depends on how many hits
-    are passed; the threshold was calibrated on the top 8.
+Whether a question is answered at all is not decided here but by the fitted answer model
+(retrieval/answer/model.py, retrieval/answer/grounded.py).
 
-C(t) = lower-cased word and number tokens of t minus stop-words, lightly stemmed ("refunds" → "refund",
+C(t) = case-folded word and number tokens of t (any script, NFKC) minus stop-words, lightly stemmed ("refunds" → "refund",
 "shipped" → "ship"); numbers are kept as written ("41.8", "150"), so a changed figure costs recall.
 e(t) is the embedder's unit vector (MiniLM by default: cosines of unrelated sentences sit near 0.0-0.2,
 of paraphrases near 0.6-0.9). Equal weights: the embedding catches paraphrase, the lexical part
-catches a claim that sounds alike but names other things or other figures. Of the variants tried on
-the golden set (embedding or overlap alone, other weights, mean of the top chunks), this one separated
-answerable from unanswerable questions best at few false abstentions (eval_sets/calibrate_abstention.py).
+catches a claim that sounds alike but names other things or other figures.
 """
 
 from __future__ import annotations
@@ -39,31 +33,15 @@ import numpy as np
 from indexing.embedding_cache import EmbeddingCache, embed_with_cache, text_hash
 from indexing.types import Chunk, Embedder
 from retrieval.answer.sentences import collapse, segments, strip_emphasis
-from retrieval.types import RetrievedChunk
 
 SEMANTIC_WEIGHT = 0.5
 LEXICAL_WEIGHT = 0.5
-# Both thresholds were calibrated with `python -m eval_sets.calibrate_abstention` on the sample mesh's
-# golden set (MiniLM, hybrid search, top 8 hits; 204 answerable and 24 unanswerable questions).
-#
-# Citations: 156 reference-answer sentences scored 0.53-1.00 (median 0.89) against the chunk holding
+# Calibrated with `python -m eval_sets.calibrate_citations` on the sample mesh's golden set (MiniLM,
+# hybrid search, top 8 hits). Citations: 156 reference-answer sentences scored 0.53-1.00 (median 0.89) against the chunk holding
 # their gold quote and 0.03-0.39 (median 0.13) against a chunk of another product. 0.50 is the
 # strictest value on the 0.05 grid that keeps every gold pair (100% kept, 100% of the others dropped;
 # 0.55 starts dropping gold pairs).
 MIN_SUPPORT = 0.50
-# Abstention (question_support with sentence-level terms, weights 0.7/0.3): at 0.58 balanced accuracy
-# 0.898, 7.8% of the 204 answerable questions abstained on (cross-domain 26%, factual 6.7%, restricted
-# 4.8%, discovery 3.4%) and 87.5% of the 24 unanswerable ones (21/24). The chunk-level signal alone
-# (0.5 best chunk cosine + 0.5 coverage) reached only 83.3% at <= 10% false abstentions: four
-# unanswerable questions had every word somewhere in the hits but no passage about them. Re-run the
-# calibration when the embedder, the searcher, the corpus or k changes.
-ABSTAIN_THRESHOLD = 0.58
-# question_support weights its semantic part (chunk and sentence cosines) against its lexical part
-# (coverage of the question's content words in all hits and in the best sentence); 0.7 separated
-# answerable from unanswerable golden questions best among 0.3-0.7 (see the calibration notes above).
-QUESTION_SEMANTIC_WEIGHT = 0.7
-MAX_SUPPORT_SENTENCES = 80  # sentences of the hits (in rank order) compared with the question
-
 # English function words, question words and filler that say nothing about what a sentence claims.
 STOP_WORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being below
@@ -252,39 +230,6 @@ class SupportScorer:
             return []
         cosines = self.embed(texts) @ self.embed_question(question)
         return [_combine(float(c), lexical_recall(question, t)) for c, t in zip(cosines, texts, strict=True)]
-
-    def question_support(self, question: str, hits: Sequence[RetrievedChunk]) -> float:
-        """How well the retrieved chunks support answering the question at all, in [0, 1] (0 without
-        hits). Semantic part: the mean of the best question–chunk cosine and the best question–sentence
-        cosine; lexical part: the mean of the share of the question's content words found anywhere in
-        the hits and the best share found in one sentence (with its chunk's breadcrumb). The sentence
-        terms catch near misses: every word of "How much water does the Tacoma roastery use?" occurs
-        somewhere in the hits, but no passage is about it. Weights: see QUESTION_SEMANTIC_WEIGHT."""
-        if not hits:
-            return 0.0
-        texts = list(dict.fromkeys(collapse(hit.chunk.embedding_text) for hit in hits))
-        q = self.embed_question(question)
-        best_chunk = float(np.max(self.embed(texts) @ q))
-        wanted = content_words(question)
-        found = frozenset().union(*(content_words(t) for t in texts))
-        sentences: list[str] = []
-        best_sentence_cov = 0.0
-        for hit in hits:
-            crumb = content_words(hit.chunk.context)
-            for seg in segments(hit.chunk.text):
-                if seg.kind == "heading":
-                    continue
-                if wanted:
-                    best_sentence_cov = max(best_sentence_cov,
-                                            len(wanted & (content_words(seg.text) | crumb)) / len(wanted))
-                if len(sentences) < MAX_SUPPORT_SENTENCES:
-                    sentences.append(collapse(seg.text))
-        best_sentence = float(np.max(self.embed(sentences) @ q)) if sentences else best_chunk
-        semantic = max(0.0, (best_chunk + best_sentence) / 2)
-        if not wanted:
-            return round(semantic, 6)
-        lexical = (len(wanted & found) / len(wanted) + best_sentence_cov) / 2
-        return QUESTION_SEMANTIC_WEIGHT * semantic + (1 - QUESTION_SEMANTIC_WEIGHT) * lexical
 
 
 def _quotes(sentence: str, cited: str) -> bool:
