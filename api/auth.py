@@ -46,6 +46,9 @@ FILE_VERSION = 1
 class NewKey:
     key: str  # shown once, never stored
     entry: ApiKeyEntry
+    # The role sets of the principal's earlier keys in the file that differ from this key's: keys of one
+    # principal share its provenance records, so a name reused for another caller is worth a warning.
+    other_roles: tuple[tuple[str, ...], ...] = ()
 
 
 def hash_key(key: str) -> str:
@@ -172,7 +175,8 @@ def create_key(path: Path, principal: str, roles: Iterable[str]) -> NewKey:
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         write_key_file(path, [*entries, entry])
-    return NewKey(key=key, entry=entry)
+    others = {tuple(sorted(set(e.roles))) for e in entries if e.principal == principal} - {tuple(cleaned)}
+    return NewKey(key=key, entry=entry, other_roles=tuple(sorted(others)))
 
 
 def write_key_file(path: Path, entries: list[ApiKeyEntry]) -> None:

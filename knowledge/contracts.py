@@ -30,7 +30,7 @@ _UNITS: dict[str, float] = {
     "m": 30, "month": 30, "months": 30,
     "y": 365, "year": 365, "years": 365,
 }
-_ID_PART = re.compile(r"^[a-z][a-z0-9-]*$")
+ID_PART = re.compile(r"^[a-z][a-z0-9-]*$")  # a domain or product folder name
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def load_product(folder: Path) -> tuple[KnowledgeProduct | None, list[Problem]]:
         if data.get("domain") not in (None, domain):
             problems.append(Problem(str(path), "domain", f"domain {data.get('domain')!r} differs from the "
                                     f"folder's domain {domain!r}", f"set domain: {domain} or move the folder"))
-    if not (_ID_PART.match(domain) and _ID_PART.match(folder.name)):
+    if not (ID_PART.match(domain) and ID_PART.match(folder.name)):
         problems.append(Problem(str(folder), "(folder)", f"{expected_id!r} is not a valid product id",
                                 "use lower-case letters, digits and dashes for domain and product folders"))
     if descriptor.get("version") != contract.get("version"):

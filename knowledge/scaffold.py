@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from knowledge.contracts import CONTRACT_FILE, DESCRIPTOR_FILE
+from knowledge.contracts import CONTRACT_FILE, DESCRIPTOR_FILE, ID_PART
 from knowledge.errors import ConfigError
 from knowledge.model import SOURCE_SUFFIXES
 
@@ -17,7 +17,12 @@ TODO = "TODO"
 def scaffold_product(root: Path, domain: str, name: str, source: Path) -> Path:
     """Create `root/domain/name/` with an ODPS descriptor, an ODCS contract whose owner, team,
     classification, roles and purpose are TODO markers (validation fails until they are filled in),
-    and `docs/` holding a copy of the readable files under `source`."""
+    and `docs/` holding a copy of the readable files under `source`. `domain` and `name` must be plain
+    id parts, so the folder is always inside `root`."""
+    for what, value in (("domain", domain), ("product name", name)):
+        if not ID_PART.fullmatch(value):
+            raise ConfigError(f"{what} {value!r} is not a valid id part; use lower-case letters, digits and "
+                              "dashes, starting with a letter")
     target = Path(root) / domain / name
     if target.exists():
         raise ConfigError(f"{target} already exists; choose another product name or remove the folder")

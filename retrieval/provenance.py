@@ -110,6 +110,11 @@ class ProvenanceRecord:
     def chunk_ids(self) -> tuple[str, ...]:
         return tuple(r.chunk_id for r in self.retrieved)
 
+    @property
+    def product_ids(self) -> frozenset[str]:
+        """Every product the record retrieved or cites: a reader must be able to read all of them."""
+        return frozenset(r.product_id for r in self.retrieved) | {c.product_id for c in self.citations}
+
     def as_dict(self) -> dict[str, Any]:
         """The JSON form that is stored and hashed."""
         return {
@@ -319,8 +324,9 @@ def _prepared(record: ProvenanceRecord) -> _Prepared:
     return _Prepared(normal, tuple(sorted((k, _piece(k, v)) for k, v in data.items() if k not in _CHAIN_FIELDS)))
 
 
-def _not_found(request_id: str) -> ProvenanceNotFound:
-    # One message for "missing" and "someone else's": the caller must not learn which it is.
+def not_found(request_id: str) -> ProvenanceNotFound:
+    """The one error for "missing", "someone else's" and "cites what you cannot read": the caller must
+    not learn which it is."""
     return ProvenanceNotFound(f"no provenance record with request id {request_id!r}; check the id "
                               "(answers return it as request_id)")
 
@@ -328,10 +334,10 @@ def _not_found(request_id: str) -> ProvenanceNotFound:
 def _visible(request_id: str, data: Mapping[str, Any] | None, principal: Principal | None,
              admin: bool) -> ProvenanceRecord:
     if data is None:
-        raise _not_found(request_id)
+        raise not_found(request_id)
     owner = data.get("principal")
     if not admin and (principal is None or not isinstance(owner, Mapping) or owner.get("id") != principal.id):
-        raise _not_found(request_id)
+        raise not_found(request_id)
     return ProvenanceRecord.from_dict(data)
 
 
@@ -488,7 +494,8 @@ class ProvenanceLog(Protocol):
     def get(self, request_id: str, principal: Principal | None = None, *,
             admin: bool = False) -> ProvenanceRecord:
         """The record of `request_id`. Another principal's record raises ProvenanceNotFound exactly like
-        a missing one unless `admin`; without a principal, `admin=True` is required."""
+        a missing one unless `admin`; without a principal, `admin=True` is required. This checks the owner
+        only: callers serving readers use `MeshService.own_record`, which also checks their current roles."""
 
     def list(self, limit: int = 20, principal_id: str | None = None) -> list[ProvenanceRecord]:
         """The newest records first, optionally only one principal's."""

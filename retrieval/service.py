@@ -21,7 +21,13 @@ from retrieval.answer.base import Answerer
 from retrieval.answer.extractive import ExtractiveAnswerer
 from retrieval.answer.model import load_answer_model
 from retrieval.answer.support import SupportScorer
-from retrieval.provenance import ProvenanceLog, ProvenanceRecord, create_provenance_log, record_from
+from retrieval.provenance import (
+    ProvenanceLog,
+    ProvenanceRecord,
+    create_provenance_log,
+    not_found,
+    record_from,
+)
 from retrieval.searcher import MeshSearcher
 from retrieval.settings import RetrievalSettings
 from retrieval.types import Answer, SearchRequest, SearchResult
@@ -189,6 +195,17 @@ class MeshService:
             with self._scan_lock:
                 self._source_scans[product.id] = seen
         return seen[1]
+
+    def own_record(self, request_id: str, principal: Principal) -> ProvenanceRecord:
+        """The caller's record, while the caller's current roles can read every product it retrieved or
+        cites; otherwise exactly like a missing record. Records are owned by principal name, and a later
+        key under that name with fewer roles must not read an earlier key's confidential citations."""
+        record = self.provenance.get(request_id, principal)
+        catalog = self.searcher.catalog
+        if not all((product := catalog.products.get(pid)) is not None and principal.can_read(product)
+                   for pid in record.product_ids):
+            raise not_found(request_id)
+        return record
 
     def replay(self, request_id: str) -> ReplayReport:
         """Re-run the recorded retrieval against the recorded release; same chunks in the same order?"""

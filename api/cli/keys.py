@@ -45,6 +45,13 @@ def create(
     with domain_errors():
         path = _keys_file(data_dir, keys_file)
         new = create_key(path, principal, roles or ())
+    if new.other_roles:
+        shown = "; ".join(", ".join(r) or "none" for r in new.other_roles)
+        err_console.print(
+            f"warning: principal {new.entry.principal!r} already has keys with other roles ({shown}); its "
+            "keys share its provenance records. Use another --principal for a different caller.",
+            markup=False, highlight=False, soft_wrap=True,
+        )
     if as_json:
         print_json({"key": new.key, "entry": new.entry.model_dump(), "file": str(path)})
         return

@@ -33,6 +33,7 @@ async def provenance(
 ) -> ProvenanceOut:
     """Who asked what, the release, retrieval parameters, every retrieved chunk in rank order, the
     answer and its citations, and the record's place in the hash chain. Needs an API key; a record of
-    another principal is answered exactly like a missing one (404)."""
-    record = await run_in_threadpool(service.provenance.get, request_id, principal)
+    another principal, or one citing a product the key's roles cannot read now, is answered exactly like
+    a missing one (404)."""
+    record = await run_in_threadpool(service.own_record, request_id, principal)
     return ProvenanceOut.of(record)

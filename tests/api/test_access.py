@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
+import httpx
 import pytest
 
+from api.auth import create_key
 from tests.api.conftest import PUBLIC, RESTRICTED, Api, sse_events
 
 pytestmark = pytest.mark.slow
@@ -147,6 +150,40 @@ def test_provenance_of_another_principal_looks_missing(api: Api):
         anon = anonymous.get(f"/v1/provenance/{rid}")
     assert anon.status_code == 401 and anon.headers["www-authenticate"].startswith("Bearer")
     assert RESTRICTED_QUESTIONS[1] not in anon.text + theirs.text
+
+
+def test_provenance_needs_the_readers_current_roles_over_every_cited_product(api: Api):
+    confidential = "finance.revenue-reporting"
+    keys_file = api.data_dir.parent / "api-keys.json"
+
+    def client(key: str) -> httpx.Client:
+        return httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+
+    analyst = create_key(keys_file, "dana", ["analyst"]).key
+    with client(analyst) as c:
+        asked = c.post("/v1/ask", json={"question": "How is net revenue defined?"}).json()
+    rid = asked["request_id"]
+    cited = [cit for cit in asked["answer"]["citations"] if cit["product_id"] == confidential]
+    assert cited
+
+    # A second key under the same principal name, without the role (the key file is re-read).
+    employee = create_key(keys_file, "dana", ["employee"]).key
+    missing = uuid.uuid4().hex
+    assert len(missing) == len(rid)
+    with client(employee) as c:
+        theirs = c.get(f"/v1/provenance/{rid}", headers={"X-Request-ID": "same-probe"})
+        nothing = c.get(f"/v1/provenance/{missing}", headers={"X-Request-ID": "same-probe"})
+    assert theirs.status_code == nothing.status_code == 404
+    assert theirs.content.replace(rid.encode(), b"ID") == nothing.content.replace(missing.encode(), b"ID")
+    assert theirs.headers["content-type"] == nothing.headers["content-type"]
+    assert theirs.headers["content-length"] == nothing.headers["content-length"]
+    assert confidential not in theirs.text
+    assert all(cit["text"] not in theirs.text for cit in cited)
+
+    with client(analyst) as c:
+        own = c.get(f"/v1/provenance/{rid}")
+    assert own.status_code == 200
+    assert confidential in {cit["product_id"] for cit in own.json()["citations"]}
 
 
 def test_anonymous_and_keyless_roles_see_only_public(api: Api):

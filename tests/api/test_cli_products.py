@@ -98,3 +98,9 @@ def test_scaffold_command(tmp_path):
     assert (tmp_path / "mesh/growth/campaigns/contract.yaml").exists()
     check = runner.invoke(app, ["products", "validate", str(tmp_path / "mesh")])
     assert check.exit_code == 1 and "TODO" in check.output
+
+    outside = runner.invoke(app, ["products", "scaffold", "../../etc", "passwd", "--from", str(src),
+                                  "--root", str(tmp_path / "mesh")])
+    assert outside.exit_code == 2
+    assert outside.output.count("\n") == 1 and "'../../etc'" in outside.output
+    assert not (tmp_path.parent / "etc").exists() and not (tmp_path / "etc").exists()

@@ -136,3 +136,20 @@ def test_keys_cli_prints_the_key_once_and_lists_without_it(tmp_path):
     assert revoked.exit_code == 0, revoked.output
     bad = runner.invoke(app, ["keys", "create", "--principal", "anonymous", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "reserved" in bad.output
+
+
+def test_keys_create_warns_when_the_principal_has_keys_with_other_roles(tmp_path):
+    def create(*roles: str):
+        args = ["keys", "create", "--principal", "dana", "--data-dir", str(tmp_path)]
+        return runner.invoke(app, [*args, *(a for r in roles for a in ("--role", r))])
+
+    first = create("analyst")
+    assert first.exit_code == 0 and "warning" not in first.stderr
+    same = create("analyst")
+    assert same.exit_code == 0 and "warning" not in same.stderr
+    fewer = create("employee")
+    assert fewer.exit_code == 0, fewer.output
+    assert fewer.stdout.strip().startswith("mr_")
+    warnings = [line for line in fewer.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "'dana'" in warnings[0] and "(analyst)" in warnings[0]
+    assert [e.roles for e in read_key_file(tmp_path / "api-keys.json")] == [["analyst"], ["analyst"], ["employee"]]

@@ -41,3 +41,25 @@ def test_scaffold_refuses_existing_or_empty(tmp_path):
         scaffold_product(tmp_path / "mesh", "m", "c", src)
     with pytest.raises(ConfigError, match="does not exist"):
         scaffold_product(tmp_path / "mesh", "m", "c", tmp_path / "nope")
+
+
+@pytest.mark.parametrize(("domain", "name", "bad"), [
+    ("../../etc", "passwd", "../../etc"),
+    ("marketing", "../../outside", "../../outside"),
+    ("marketing", "..", ".."),
+    ("/tmp", "x", "/tmp"),
+    ("marketing", "a/b", "a/b"),
+    ("marketing", "a\\b", "a\\b"),
+    ("marketing", "", ""),
+    ("Marketing", "campaigns", "Marketing"),
+    ("marketing", "campaigns\n", "campaigns\n"),
+])
+def test_scaffold_refuses_names_that_are_not_plain_ids(tmp_path, domain, name, bad):
+    src = tmp_path / "drafts"
+    src.mkdir()
+    (src / "a.md").write_text("# A")
+    root = tmp_path / "work" / "mesh"
+    with pytest.raises(ConfigError, match="lower-case letters, digits and dashes") as err:
+        scaffold_product(root, domain, name, src)
+    assert repr(bad) in str(err.value)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["drafts", "drafts/a.md"]
