@@ -32,7 +32,7 @@ from retrieval.answer.base import abstention
 from retrieval.answer.candidates import Candidate, candidate_passages, collect
 from retrieval.answer.citations import MARKER as _MARKER
 from retrieval.answer.citations import verify_citations
-from retrieval.answer.features import candidate_features
+from retrieval.answer.features import FEATURES_VERSION, candidate_features
 from retrieval.answer.model import AnswerModel, Thresholds
 from retrieval.answer.sentences import sentence_spans
 from retrieval.answer.support import MIN_SUPPORT, SupportScorer, chunk_passages
@@ -81,7 +81,8 @@ class GroundedAnswerer:
 
     def describe(self) -> dict[str, Any]:
         """The configuration that decides answers (recorded in every answer's `decision`)."""
-        return {"answerer": self.id, "answer_model": self.model.id, "thresholds": self.thresholds.as_dict(),
+        return {"answerer": self.id, "answer_model": self.model.id, "features_version": FEATURES_VERSION,
+                "thresholds": self.thresholds.as_dict(),
                 "scorer": self.scorer.id, "max_sentences": self.max_sentences, "min_support": self.min_support}
 
     def warm_up(self) -> None:

@@ -62,9 +62,6 @@ class AnswerModel:
         z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.id, "features_version": FEATURES_VERSION, "thresholds": self.thresholds.as_dict()}
-
 
 def content_hash(payload: Mapping[str, Any]) -> str:
     """sha256 of the payload's canonical JSON (sorted keys, no whitespace), without its own `sha256`."""
