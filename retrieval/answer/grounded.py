@@ -144,7 +144,8 @@ class GroundedAnswerer:
                                   common, dropped=verified.dropped)
         answer = Answer(question=question, text=verified.text, citations=verified.citations, abstained=False,
                         support=round(judgement.answerability, 4), sentences=verified.sentences,
-                        dropped_citations=verified.dropped, outcome="answered", **common)
+                        dropped_citations=verified.dropped, outcome="answered",
+                        **common | {"decision": common["decision"] | {"outcome": "answered"}})
         return replace(answer, short=short_answer(question, hits, judgement, answer))
 
     def draft(self, question: str, hits: Sequence[RetrievedChunk], judgement: Judgement) -> str:
