@@ -2,7 +2,7 @@
 question), and the texts each is embedded as.
 
 Skipped: headings, table separator and header rows, fragments of fewer than `MIN_WORDS` words,
-unpunctuated prose (bold pseudo-headings, signatures), lines that only introduce a list, "source:" /
+unpunctuated prose (bold pseudo-headings, signatures; a formula line "x = a − b" is kept), lines that only introduce a list, "source:" /
 "see also" lines, separator dumps, and the cut-off first sentence of an overlapping chunk. A sentence
 opening with "It", "This", "They"… is taken together with the sentence before it.
 
@@ -27,6 +27,8 @@ from retrieval.types import RetrievedChunk
 MIN_WORDS = 4
 _WORD = re.compile(r"\w*[^\W\d_]\w*")  # a word with at least one letter
 _ENDS_LIKE_SENTENCE = re.compile(r"[.!?;][\"'”’)*_`]*$")
+# "net revenue = gross sales − discounts − refunds": a definition written as a formula line.
+_FORMULA = re.compile(r"^\W*[^\W\d_][\w ()/%-]{1,60}\s=\s\S.*[\w)]$")
 _ANAPHOR = re.compile(r"(?:It|Its|This|That|These|Those|They|Their|Such|He|She|His|Her)\b")
 # Bookkeeping lines that answer nothing: "source: x.md", "see also: …", "last reviewed: …".
 _BOOKKEEPING = re.compile(r"^\W*(?:sources?|see also|related|references?|last (?:reviewed|updated)|updated|"
@@ -76,8 +78,8 @@ def answer_candidates(chunk: Chunk) -> list[Segment]:
             continue  # "source: x.md", "=====", "| --- | --- |"
         if i == 0 and seg.text[:1].islower() and chunk.start > 0:
             continue  # the tail of a sentence that began in the previous, overlapping chunk
-        if seg.kind == "prose" and not _ENDS_LIKE_SENTENCE.search(seg.text):
-            continue  # bold pseudo-headings, signatures, a sentence cut at the chunk's end
+        if seg.kind == "prose" and not _ENDS_LIKE_SENTENCE.search(seg.text) and not _FORMULA.search(seg.text):
+            continue  # bold pseudo-headings, signatures, a sentence cut at the chunk's end (not a formula)
         if seg.text.endswith(":"):
             continue  # introduces a list or table that is quoted on its own
         if _ANAPHOR.match(seg.text) and out and out[-1] == found[i - 1] and out[-1].block == seg.block:

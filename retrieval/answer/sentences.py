@@ -48,10 +48,11 @@ class Segment:
 
     @property
     def quoted(self) -> str:
-        """The text an answer quotes: the display form, without Markdown emphasis marks."""
-        return strip_emphasis(self.display or self.text)
+        """The text an answer quotes: the display form, without Markdown emphasis or quote marks."""
+        return strip_emphasis(_BLOCKQUOTE.sub("", self.display or self.text))
 
 
+_BLOCKQUOTE = re.compile(r"^(?:>\s*)+")
 _EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_](?=\S)|(?<=\S)[*_](?!\w)|`")
 
 
