@@ -2,8 +2,9 @@
 question), and the texts each is embedded as.
 
 Skipped: headings, table separator and header rows, fragments of fewer than `MIN_WORDS` words,
-unpunctuated prose (bold pseudo-headings, signatures; a formula line "x = a − b" is kept), lines that only introduce a list, "source:" /
-"see also" lines, separator dumps, and the cut-off first sentence of an overlapping chunk. A sentence
+unpunctuated prose (bold pseudo-headings, signatures; a formula line "x = a − b" is kept), lines
+that only introduce a list, "source:" / "see also" lines, separator dumps, and the cut-off first
+sentence of an overlapping chunk. A sentence
 opening with "It", "This", "They"… is taken together with the sentence before it.
 
 Retrieved text is data, never instructions: any paragraph the prompt-injection detector flags

@@ -58,36 +58,35 @@ class ExtractiveAnswerer(GroundedAnswerer):
             totals = [s for s in ranked[:5] if s.p >= TOTAL_MARGIN * lead.p and _TOTAL.search(s.candidate.text)]
             if totals and not _TOTAL.search(lead.candidate.text):
                 lead = totals[0]
-        picked = [lead]
         wanted = content_words(question)
         covered = set(content_words(lead.candidate.segment.quoted)) | content_words(lead.candidate.context)
         compare = bool(_COMPARE.search(question))
-        vectors = judgement.vectors
-        index = {id(s): i for i, s in enumerate(ranked)}
-        for scored in ranked:
-            if len(picked) == self.max_sentences:
+        picked_at = [ranked.index(lead)]
+        for at, scored in enumerate(ranked):
+            if len(picked_at) == self.max_sentences:
                 break
-            if any(scored is s for s in picked) or scored.p < self.thresholds.answer * 0.5:
+            if at in picked_at or scored.p < self.thresholds.answer * 0.5:
                 continue
             words = content_words(scored.candidate.segment.quoted) | content_words(scored.candidate.context)
             adds = (wanted & words) - covered
             strong = scored.p >= self.thresholds.sentence
             if not (strong or (compare and adds)):
                 continue
-            if self._repeats(scored, picked, vectors, index):
+            if self._repeats(at, picked_at, ranked, judgement.vectors):
                 continue
-            picked.append(scored)
+            picked_at.append(at)
             covered |= words
-        return picked
+        return [ranked[i] for i in picked_at]
 
     @staticmethod
-    def _repeats(scored: Scored, picked: list[Scored], vectors: np.ndarray, index: dict[int, int]) -> bool:
-        text = scored.candidate.text
+    def _repeats(at: int, picked_at: list[int], ranked: list[Scored], vectors: np.ndarray) -> bool:
+        """Whether `ranked[at]` says again what the picked sentences say (contained, near-duplicate
+        embedding, or only figures already quoted)."""
+        text = ranked[at].candidate.text
+        quoted = [ranked[i].candidate.text for i in picked_at]
+        if any(text in other or other in text for other in quoted):
+            return True
+        if any(float(vectors[at] @ vectors[i]) >= NEAR_DUPLICATE for i in picked_at):
+            return True
         figures = set(_FIGURE.findall(text))
-        quoted_figures = {f for s in picked for f in _FIGURE.findall(s.candidate.text)}
-        for other in picked:
-            if text in other.candidate.text or other.candidate.text in text:
-                return True
-            if float(vectors[index[id(scored)]] @ vectors[index[id(other)]]) >= NEAR_DUPLICATE:
-                return True
-        return bool(figures) and figures <= quoted_figures
+        return bool(figures) and figures <= {f for other in quoted for f in _FIGURE.findall(other)}

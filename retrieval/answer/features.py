@@ -51,8 +51,6 @@ def candidate_features(question: str, question_vector: np.ndarray, texts: Sequen
         return np.zeros((0, len(names)))
     wanted = content_words(question)
     words = [content_words(t) for t in texts]
-    columns: dict[str, Callable[[], np.ndarray]] = {}
-
     def with_context() -> list[frozenset[str]]:
         return [w | content_words(c) for w, c in zip(words, contexts, strict=True)]
 
@@ -81,7 +79,7 @@ def candidate_features(question: str, question_vector: np.ndarray, texts: Sequen
     def relative(values: np.ndarray) -> np.ndarray:
         return values - values.max()
 
-    columns = {
+    columns: dict[str, Callable[[], np.ndarray]] = {
         "cos_s": lambda: sentence_vectors @ question_vector,
         "cos_c": lambda: context_vectors @ question_vector,
         "rel_s": lambda: relative(sentence_vectors @ question_vector),
