@@ -14,19 +14,24 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from api.auth import KeyStore
 from api.chat import ChatCompletionChunk
 from api.errors import install_error_handlers
 from api.mcp_server import mount_mcp
 from api.metrics import ApiMetrics
+from api.ratelimit import EXEMPT_PATHS, RateLimitMiddleware
 from api.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from api.routes import ask, catalog, chat, health, metrics, provenance, releases, search
 from api.schemas import CitationsEvent, DoneEvent, ErrorResponse, RetrievalEvent, SentenceEvent
@@ -66,6 +71,11 @@ plain token of up to 128 characters, else a generated one); answers are recorded
 **Limits** (settings): question length `MESHRAG_MAX_QUESTION_CHARS` (2000), products per request
 `MESHRAG_MAX_PRODUCTS` (20), `k` ≤ `MESHRAG_MAX_K` (50), body size `MESHRAG_MAX_BODY_BYTES` (1 MiB).
 Over a limit → 422 naming the field and the limit (413 for the body size).
+
+**Rate limits** (per API key, or per address without a key; MCP included): a burst, then a sustained
+rate per minute, and optionally a daily quota (`MESHRAG_RATE_LIMIT_KEYED_*`, `MESHRAG_RATE_LIMIT_ANON_*`);
+at most `MESHRAG_RATE_LIMIT_MCP_CONCURRENT` MCP requests in flight per caller. Over one → 429 naming the
+limit, with `Retry-After` in seconds. `/healthz`, `/readyz` and `/metrics` are not limited.
 """
 
 TAGS = [
@@ -158,7 +168,7 @@ class AnswerVectorWarmer:
 
     def _run(self) -> None:
         try:
-            if self.service.searcher.releases.current_id() is None:
+            if self.service.context.releases.current_id() is None:
                 self.state["status"] = "no_release"
                 return
             result = self.service.prepare_answer_vectors(progress=self._progress)
@@ -180,7 +190,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     app_metrics = ApiMetrics()
     app = FastAPI(
-        title="meshrag", version=_version(), description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan
+        title="meshrag",
+        version=_version(),
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        docs_url=None,  # served from bundled assets below, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
@@ -189,6 +205,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app, app_metrics)
     for module in (ask, search, catalog, releases, provenance, chat, health, metrics):
         app.include_router(module.router)
+    install_offline_docs(app)
+    if settings.rate_limit:
+        app.add_middleware(
+            RateLimitMiddleware, settings=settings, keys=lambda: app.state.keys, metrics=app_metrics
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -197,15 +218,56 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "Content-Type", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER],
         )
-    # Outermost: ids, body limit and metrics apply to every response, errors included.
+    # Outermost: ids, body limit and metrics apply to every response, errors included; then CORS (so a
+    # browser can read a 429), then the rate limits.
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics, max_body_bytes=settings.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     mount_mcp(app)
     return app
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the scripts the `fastapi-offline` package ships, served here:
+    the pages work on a machine without a network (FastAPI's own pages load them from a CDN)."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+RATE_LIMITED_RESPONSE = {
+    "description": "Over a rate limit or quota of your API key or address (the message names it); retry "
+    "after the Retry-After seconds.",
+    "headers": {"Retry-After": {"description": "Seconds to wait (≥ 1).", "schema": {"type": "integer"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, with the API key marked optional (no key = anonymous) on every operation."""
+    """FastAPI's document, with the API key marked optional (no key = anonymous) on every operation and
+    the 429 of the rate limits on every limited one."""
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title,
@@ -220,9 +282,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for name, definition in defs.get("$defs", {}).items():
             components.setdefault(name, definition)
-        for path in schema.get("paths", {}).values():
+        for route, path in schema.get("paths", {}).items():
             for operation in path.values():
-                if not isinstance(operation, dict) or "provenance" in operation.get("tags", ()):
+                if not isinstance(operation, dict):
+                    continue
+                if route not in EXEMPT_PATHS:
+                    operation.setdefault("responses", {}).setdefault("429", RATE_LIMITED_RESPONSE)
+                if "provenance" in operation.get("tags", ()):
                     continue  # provenance needs a key
                 if operation.get("security") and {} not in operation["security"]:
                     operation["security"].append({})

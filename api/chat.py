@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import OUTCOME_DESCRIPTION, CitationOut, CitedProduct, Classification, ShortAnswerOut, Strict
-from retrieval.service import AskResult
-from retrieval.types import Citation, Outcome
+from api.schemas import OUTCOME_DESCRIPTION, Classification, Strict
+from retrieval.pipeline import AskResult, ProductFacts
+from retrieval.types import Citation, Outcome, ShortAnswer
 
 MAX_MESSAGES = 100
 MAX_MESSAGE_CHARS = 100_000
@@ -25,14 +25,14 @@ def model_id(answerer: str) -> str:
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: str = Field(description="`text` parts are read; other kinds are ignored.")
     text: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = Field(None, description="Text, or a list of content parts.")
@@ -64,6 +64,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -113,12 +114,12 @@ class MeshragExtension(BaseModel):
     rewrite_rule: str = Field(description="none, connector, pronoun or short (see README).")
     outcome: Outcome = Field(description=OUTCOME_DESCRIPTION)
     abstained: bool
-    short: ShortAnswerOut | None = Field(
+    short: ShortAnswer | None = Field(
         None, description="Answered who / when / how many / how much / where questions: the answering phrase, "
         "with its span in the text of citation `marker`."
     )
-    citations: list[CitationOut]
-    products: list[CitedProduct]
+    citations: list[Citation]
+    products: list[ProductFacts]
 
 
 class ChatCompletion(BaseModel):
@@ -187,9 +188,9 @@ def extension(result: AskResult, rewritten: bool, rule: str) -> MeshragExtension
         rewrite_rule=rule,
         outcome=result.answer.outcome,
         abstained=result.answer.abstained,
-        short=ShortAnswerOut.of(result.answer.short),
-        citations=[CitationOut.of(c) for c in result.answer.citations],
-        products=[CitedProduct(**p) for p in result.products],
+        short=result.answer.short,
+        citations=list(result.answer.citations),
+        products=list(result.products),
     )
 
 

@@ -10,11 +10,12 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import KeyStore, presented_key
-from api.errors import AuthRequired, LimitExceeded
+from api.auth import KeyStore, key_id, presented_key
+from api.errors import AuthRequired
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from knowledge.model import Principal
+from retrieval.requests import scoped_request_id
 from retrieval.service import MeshService
 
 # Declared for the OpenAPI document (both optional: no key = anonymous); parsing is done below, so a
@@ -70,6 +71,7 @@ async def get_principal(
     key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
     principal = keys.principal_for(key)
     request.state.principal_id = principal.id
+    request.state.key_id = key_id(key) if key is not None else None
     return principal
 
 
@@ -87,42 +89,14 @@ async def get_keyed_principal(principal: PrincipalDep) -> Principal:
 KeyedPrincipalDep = Annotated[Principal, Depends(get_keyed_principal)]
 
 
-class Limits:
-    """The configured request limits, checked with the offending field named."""
-
-    def __init__(self, settings: ApiSettings) -> None:
-        self.settings = settings
-
-    def question(self, text: str, loc: list[str | int]) -> str:
-        limit = self.settings.max_question_chars
-        if len(text) > limit:
-            raise LimitExceeded(
-                loc,
-                f"the question is {len(text)} characters; the limit is {limit} (MESHRAG_MAX_QUESTION_CHARS)",
-            )
-        if not text.strip():
-            raise LimitExceeded(loc, "the question is blank; ask something", kind="blank")
-        return text
-
-    def k(self, k: int | None, loc: list[str | int]) -> int:
-        limit = self.settings.max_k
-        if k is None:
-            return min(self.settings.top_k, limit)
-        if k > limit:
-            raise LimitExceeded(loc, f"k is {k}; the limit is {limit} (MESHRAG_MAX_K)")
-        return k
-
-    def products(self, products: list[str] | None, loc: list[str | int]) -> tuple[str, ...] | None:
-        limit = self.settings.max_products
-        if products is not None and len(products) > limit:
-            raise LimitExceeded(
-                loc, f"{len(products)} products were named; the limit is {limit} (MESHRAG_MAX_PRODUCTS)"
-            )
-        return None if products is None else tuple(products)
+async def get_record_id(request: Request, principal: PrincipalDep) -> str:
+    """The name of this request's provenance record: the generated request id, or the client's own
+    X-Request-ID inside its key's namespace (retrieval.requests.scoped_request_id)."""
+    rid: str = request.state.request_id
+    if not request.state.request_id_given:
+        return rid
+    scope = getattr(request.state, "key_id", None) or principal.id
+    return scoped_request_id(rid, scope)
 
 
-async def get_limits(settings: SettingsDep) -> Limits:
-    return Limits(settings)
-
-
-LimitsDep = Annotated[Limits, Depends(get_limits)]
+RecordIdDep = Annotated[str, Depends(get_record_id)]

@@ -5,6 +5,8 @@ X-Request-ID header, and never a stack trace. Domain errors map as follows:
 
     ProductNotFound, ReleaseNotFound, ProvenanceNotFound  404 — listing what the caller may read
     AccessDenied                                          404 — exactly like a missing product
+    RequestLimitExceeded (retrieval/requests.py)          422 — the field and the limit named
+    RequestIdConflict                                     409 — the caller's own id, used before
     ConfigError (bad input the library caught)            400
     PolicyViolation                                       422
     StoreUnavailable, CollectionNotFound                  503 + Retry-After (details in the log only)
@@ -38,6 +40,7 @@ from knowledge.errors import (
     ReleaseNotFound,
     StoreUnavailable,
 )
+from retrieval.requests import RequestIdConflict, RequestLimitExceeded
 
 log = logging.getLogger("meshrag.api")
 RETRY_AFTER_S = 5
@@ -57,19 +60,6 @@ class KeyStoreUnavailable(Exception):
     """The API key file cannot be read; the server refuses keyed requests until it is fixed."""
 
 
-class LimitExceeded(Exception):
-    """A request value is over a configured limit, or empty where text is needed (field-level, 422)."""
-
-    def __init__(self, loc: list[str | int], message: str, kind: str = "limit_exceeded") -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.kind = kind
-
-
-class RequestIdConflict(Exception):
-    """The client's X-Request-ID already names an earlier answer."""
-
-
 class UnknownModel(Exception):
     """An OpenAI-compatible request named a model this server does not serve."""
 
@@ -79,7 +69,7 @@ _MAPPING: list[tuple[type[BaseException], int, str, str | None]] = [
     (InvalidApiKey, 401, "unauthorized", None),
     (AuthRequired, 401, "unauthorized", None),
     (KeyStoreUnavailable, 503, "unavailable", "API keys cannot be checked right now; retry later"),
-    (LimitExceeded, 422, "limit_exceeded", None),
+    (RequestLimitExceeded, 422, "limit_exceeded", None),
     (RequestIdConflict, 409, "conflict", None),
     (UnknownModel, 404, "model_not_found", None),
     (AccessDenied, 404, "not_found", "not found among the products you can read"),
@@ -180,7 +170,7 @@ def install_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
         summary = "; ".join(f"{'.'.join(map(str, f['loc']))}: {f['msg']}" for f in fields[:5])
         return error_response(request, 422, "validation_error", f"invalid request: {summary}", fields=fields)
 
-    async def limit_error(request: Request, exc: LimitExceeded) -> JSONResponse:
+    async def limit_error(request: Request, exc: RequestLimitExceeded) -> JSONResponse:
         return error_response(
             request, 422, exc.kind, str(exc), fields=[{"loc": exc.loc, "msg": str(exc), "type": exc.kind}]
         )
@@ -198,14 +188,13 @@ def install_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
         )
 
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(LimitExceeded, limit_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestLimitExceeded, limit_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     for cls in (
         MeshragError,
         InvalidApiKey,
         AuthRequired,
         KeyStoreUnavailable,
-        RequestIdConflict,
         UnknownModel,
     ):
         app.add_exception_handler(cls, domain_error)

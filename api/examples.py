@@ -246,9 +246,6 @@ PROVENANCE = {
     "outcome": "answered",
     "short": None,
     "decision": DECISION,
-    "seq": 42,
-    "prev_request_id": "a42537adb4744d68a019a76eea2aee8e",
-    "prev_hash": "9f2c…",
     "hash": "61be…",
 }
 HEALTH = {"status": "ok"}

@@ -5,34 +5,45 @@ on the command line. Every tool sees only what that principal may read."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from api.request_context import current_request_id
 from knowledge.catalog import product_details, product_summary
+from knowledge.catalog_search import search_catalog as matching_products
 from knowledge.errors import MeshragError
 from knowledge.model import Principal
-from retrieval.searcher import hit_as_dict
+from retrieval.requests import RequestLimitExceeded, new_request_id
 from retrieval.service import MeshService
-from retrieval.types import SearchRequest
 
 # Resolves the caller from the HTTP request (None over stdio).
 PrincipalResolver = Callable[[Any], Principal]
-MAX_K = 50
 
 
 @contextmanager
 def _domain_errors() -> Iterator[None]:
-    """A domain error is an anticipated tool failure: the model reads its message (which never names
-    what the caller may not read); anything else stays a crash with a generic message."""
+    """A domain error is an anticipated tool failure. The model reads the same error object REST would
+    send (type, message, status; `fields` for limits), as JSON; the message never names what the caller
+    may not read. Anything else stays a crash with a generic message."""
     try:
         yield
     except MeshragError as exc:
-        raise ToolError(str(exc)) from None
+        from api.errors import classify
+
+        status, kind, message = classify(exc)
+        error: dict[str, Any] = {"type": kind, "message": message, "status": status,
+                                 "request_id": current_request_id()}
+        if isinstance(exc, RequestLimitExceeded):
+            error["type"] = exc.kind
+            error["fields"] = [{"loc": exc.loc, "msg": message, "type": exc.kind}]
+        raise ToolError(json.dumps({"error": error})) from None
 
 
 def _principal(ctx: Context, resolve: PrincipalResolver) -> Principal:
@@ -48,28 +59,24 @@ def build_mcp_server(service: Callable[[], MeshService], resolve: PrincipalResol
                      "only products the caller's roles allow are visible.",
     )
 
-    @mcp.tool(description="Find knowledge products by text (matches id, name, purpose, owner, team, tags) "
-                          "and/or filters. Returns catalog cards with owner and freshness.")
+    @mcp.tool(description="Find knowledge products by words in their catalog metadata (id, title, purpose, "
+                          "usage, owner, team, tags), ranked by how many match, and/or filters — the same rule "
+                          "as GET /v1/catalog?q=. Returns catalog cards with owner and freshness.")
     async def search_catalog(ctx: Context, query: str = "", domain: str | None = None, owner: str | None = None,
                              tag: str | None = None, classification: str | None = None) -> list[dict[str, Any]]:
         principal = _principal(ctx, resolve)
-        catalog = service().searcher.catalog
-        words = [w.lower() for w in query.split()]
-        out = []
-        for p in catalog.filter(domain=domain, owner=owner, tag=tag, classification=classification,
-                                principal=principal):
-            card = product_summary(p)
-            text = " ".join(str(v) for v in (p.id, p.title, p.purpose, p.owner.name, p.team, *p.tags)).lower()
-            if all(w in text for w in words):
-                out.append(card)
-        return out
+        products = service().context.catalog.filter(domain=domain, owner=owner, tag=tag,
+                                                    classification=classification, principal=principal)
+        if not query.strip():
+            return [product_summary(p) for p in products]
+        return [product_summary(p) | {"match": n} for n, p in matching_products(products, query)]
 
     @mcp.tool(description="One product's contract summary: owner, team, classification, roles, SLAs, "
                           "freshness, documents. Unknown and unreadable products are both 'not found'.")
     async def get_product(ctx: Context, product_id: str) -> dict[str, Any]:
         principal = _principal(ctx, resolve)
         with _domain_errors():
-            product = service().searcher.catalog.get(product_id, principal)
+            product = service().context.catalog.get(product_id, principal)
         details = product_details(product)
         for local in ("root", "sources", "descriptor", "contract"):
             details.pop(local, None)  # server file paths are not the caller's business
@@ -77,41 +84,48 @@ def build_mcp_server(service: Callable[[], MeshService], resolve: PrincipalResol
 
     @mcp.tool(description="Hybrid (dense + keyword) search over the chunks you may read. Returns ranked "
                           "chunks with product, document, span and scores.")
-    async def search(ctx: Context, query: str, k: int = 8, products: list[str] | None = None,
+    async def search(ctx: Context, query: str, k: int | None = None, products: list[str] | None = None,
                      release: str = "current") -> dict[str, Any]:
         principal = _principal(ctx, resolve)
-        req = SearchRequest(query=query, principal=principal, k=max(1, min(k, MAX_K)), release=release,
-                            products=tuple(products) if products else None)
         with _domain_errors():
+            req = service().limits.search_request(principal, query, where=("arguments",),
+                                                  query_loc=("arguments", "query"), k=k, release=release,
+                                                  products=products or None)
             result = await anyio.to_thread.run_sync(service().search, req)
-        return {"release_id": result.release_id, "hits": [hit_as_dict(h) for h in result.hits]}
+        return {"release_id": result.release_id, "hits": [asdict(h.hit()) for h in result.hits]}
 
     @mcp.tool(description="Answer a question from the products you may read, with verified citations [n]. "
                           "`outcome`: answered; possibly_relevant (no confirmed answer: the best passages, "
                           "quoted and cited); or abstained ('Not found in the products you can read.', no "
                           "citations). `short`: for who / when / how much questions, the answering phrase.")
-    async def ask(ctx: Context, question: str, products: list[str] | None = None,
+    async def ask(ctx: Context, question: str, k: int | None = None, products: list[str] | None = None,
                   release: str = "current") -> dict[str, Any]:
         principal = _principal(ctx, resolve)
-        req = SearchRequest(query=question, principal=principal, release=release,
-                            products=tuple(products) if products else None)
         with _domain_errors():
-            result = await anyio.to_thread.run_sync(service().ask, req)
-        return {"request_id": result.request_id, **result.answer.as_dict(), "products": list(result.products)}
+            req = service().limits.search_request(principal, question, where=("arguments",), k=k,
+                                                  release=release, products=products or None)
+            result = await anyio.to_thread.run_sync(service().pipeline.run, req, new_request_id())
+        return {"request_id": result.request_id, **result.answer.as_dict(), "products": [asdict(p) for p in result.products]}
 
     return mcp
 
 
 def mount_mcp(app: Any) -> None:
-    """Serve the MCP tools at /mcp (streamable HTTP, stateless) on a FastAPI app built by
+    """Serve the MCP tools at /mcp (streamable HTTP, stateless, JSON responses) on a FastAPI app built by
     `api.app.create_app`: same service, same API keys, same access rules as the REST routes. A wrong key
     gets 401 before MCP sees the request. DNS-rebinding protection is off because callers are
-    authenticated by key, and the server binds 127.0.0.1 unless told otherwise."""
+    authenticated by key, and the server binds 127.0.0.1 unless told otherwise.
+
+    Only POST is served: every response is the JSON answer to the POSTed message, so nothing stays open
+    longer than a tool call. The server sends no messages of its own and keeps no sessions, so GET (the
+    stream for server-initiated messages) and DELETE (ending a session) are answered 405 at once, as the
+    MCP transport allows; a GET stream never hangs open. How many MCP requests one caller may have in
+    flight is bounded by api/ratelimit.py (MESHRAG_RATE_LIMIT_MCP_CONCURRENT)."""
     from mcp.server.transport_security import TransportSecuritySettings
-    from starlette.responses import JSONResponse
 
     from api.auth import presented_key
-    from api.errors import InvalidApiKey, KeyStoreUnavailable
+    from api.errors import AUTHENTICATE, RETRY_AFTER_S, InvalidApiKey, KeyStoreUnavailable
+    from api.request_context import send_error
 
     def principal_of(request: Any) -> Principal:
         if request is None:
@@ -126,17 +140,21 @@ def mount_mcp(app: Any) -> None:
 
     async def guarded(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            if scope.get("method") != "POST":
+                await send_error(send, 405, "method_not_allowed",
+                                 f"{scope.get('method')} is not served on /mcp: this MCP server is stateless and "
+                                 "sends no messages of its own; POST each JSON-RPC message to /mcp/",
+                                 headers={"Allow": "POST"})
+                return
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             try:
                 app.state.keys.principal_for(presented_key(headers.get("authorization"), headers.get("x-api-key")))
             except InvalidApiKey as exc:
-                await JSONResponse({"error": {"type": "unauthorized", "message": str(exc), "status": 401}},
-                                   status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                await send_error(send, 401, "unauthorized", str(exc), headers={"WWW-Authenticate": AUTHENTICATE})
                 return
             except KeyStoreUnavailable:
-                await JSONResponse({"error": {"type": "unavailable", "message": "API keys cannot be checked right "
-                                              "now; retry shortly", "status": 503}},
-                                   status_code=503, headers={"Retry-After": "5"})(scope, receive, send)
+                await send_error(send, 503, "unavailable", "API keys cannot be checked right now; retry later",
+                                 headers={"Retry-After": str(RETRY_AFTER_S)})
                 return
         await inner(scope, receive, send)
 

@@ -74,6 +74,12 @@ class ApiMetrics:
             "Requests answered 503 because a store could not be reached.",
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "meshrag_rate_limited_total",
+            "Requests refused with 429, by limit (burst, daily, concurrency) and caller (keyed, anonymous).",
+            ("limit", "caller"),
+            registry=self.registry,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

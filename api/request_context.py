@@ -156,15 +156,28 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_json(send: Any, status: int, body: bytes) -> None:
+async def _send_json(send: Any, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send, status: int, kind: str, message: str, *, headers: dict[str, str] | None = None
+) -> None:
+    """Answer from ASGI middleware, before any route, with the project's error body and this request's
+    id (for the errors that api/errors.py cannot map because no route runs: 429, MCP's 401 and 405)."""
+    await _send_json(send, status, error_body(status, kind, message, request_id_var.get()), headers)
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"

@@ -3,25 +3,18 @@ from the library's values to them. Product ids in examples are the public sample
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexing.releases import ProductEntry, Release
-from knowledge.catalog import product_details, product_summary
+from knowledge.catalog import Freshness, product_details, product_summary
 from knowledge.model import KnowledgeProduct
-from retrieval.answer.answer_types import AnswerType
+from retrieval.pipeline import AskResult, ProductFacts
 from retrieval.provenance import ProvenanceRecord
-from retrieval.service import AskResult
-from retrieval.types import (
-    Answer,
-    AnswerSentence,
-    Citation,
-    Outcome,
-    RetrievedChunk,
-    SearchResult,
-    ShortAnswer,
-)
+from retrieval.requests import client_id_of
+from retrieval.types import Answer, Citation, Hit, HitSnippet, Outcome, SearchResult, ShortAnswer
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
 OUTCOME_DESCRIPTION = (
@@ -37,9 +30,10 @@ EXAMPLE_REQUEST_ID = "6d57c70444774d1f9840271d9693dcc0"
 
 
 class Strict(BaseModel):
-    """Request bodies: unknown fields are refused (a typo must not silently widen or narrow a query)."""
+    """Request bodies: unknown fields are refused (a typo must not silently widen or narrow a query), and
+    values must have their declared JSON type (`"k": "5"` or `"stream": "yes"` are errors, not coerced)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -81,229 +75,9 @@ class ErrorResponse(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------- pieces
-class Freshness(BaseModel):
-    status: Literal["fresh", "stale", "unknown"] = Field(description="Against the contract's freshness SLA.")
-    last_update: str | None = Field(
-        description="ISO 8601; declared in the contract, else newest source file."
-    )
-    source: Literal["declared", "sources", "none"]
-    sla_days: float
-    age_days: float | None
-
-
-class Scores(BaseModel):
-    score: float | None = Field(None, description="Final score (fused, or reranked).")
-    rank: int | None = None
-    dense: float | None = Field(None, description="Cosine similarity of the dense search.")
-    dense_rank: int | None = None
-    keyword: float | None = Field(None, description="BM25 score of the keyword search.")
-    keyword_rank: int | None = None
-    rerank: float | None = None
-    support: float | None = Field(
-        None, description="Citations only: how well the chunk supports the sentence."
-    )
-
-
-class Hit(BaseModel):
-    """A retrieved chunk with its provenance, text and scores."""
-
-    rank: int
-    score: float
-    chunk_id: str
-    product_id: str
-    product_version: str
-    release_id: str
-    chunk_version: str
-    embedding_version: str
-    domain: str
-    classification: Classification
-    document: str = Field(
-        description="Document id within the product (`_catalog` is the product's catalog card)."
-    )
-    doc_revision: str = Field(description="sha256 of the document's source.")
-    start: int = Field(description="Character span of the chunk in the normalised document.")
-    end: int
-    heading_path: list[str]
-    flags: list[str] = Field(description="Index-time flags, e.g. `prompt_injection`.")
-    text: str
-    scores: Scores
-
-    @classmethod
-    def of(cls, hit: RetrievedChunk) -> Hit:
-        c = hit.chunk
-        return cls(
-            rank=hit.rank,
-            score=hit.score,
-            chunk_id=c.chunk_id,
-            product_id=c.product_id,
-            product_version=hit.product_version,
-            release_id=hit.release_id,
-            chunk_version=hit.chunk_version,
-            embedding_version=hit.embedding_version,
-            domain=hit.domain,
-            classification=hit.classification,  # type: ignore[arg-type]
-            document=c.document,
-            doc_revision=c.doc_revision,
-            start=c.start,
-            end=c.end,
-            heading_path=list(c.heading_path),
-            flags=list(c.flags),
-            text=c.text,
-            scores=Scores(**hit.scores()),
-        )
-
-
-class HitSnippet(BaseModel):
-    """A retrieved chunk as an answer reports it: where it is from and a snippet, not the whole text."""
-
-    rank: int
-    score: float
-    chunk_id: str
-    product_id: str
-    product_version: str
-    document: str
-    heading_path: list[str]
-    start: int
-    end: int
-    snippet: str = Field(
-        description=f"The first {SNIPPET_CHARS} characters of the chunk, whitespace collapsed."
-    )
-
-    @classmethod
-    def of(cls, hit: RetrievedChunk) -> HitSnippet:
-        c = hit.chunk
-        text = " ".join(c.text.split())
-        return cls(
-            rank=hit.rank,
-            score=hit.score,
-            chunk_id=c.chunk_id,
-            product_id=c.product_id,
-            product_version=hit.product_version,
-            document=c.document,
-            heading_path=list(c.heading_path),
-            start=c.start,
-            end=c.end,
-            snippet=text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else ""),
-        )
-
-
-class CitationOut(BaseModel):
-    """What `[marker]` in the answer cites: enough to find and re-check the text."""
-
-    marker: int = Field(description="The n of `[n]` in the answer text.")
-    chunk_id: str
-    product_id: str
-    product_version: str
-    release_id: str
-    chunk_version: str
-    document: str
-    doc_revision: str
-    start: int
-    end: int
-    heading_path: list[str]
-    text: str = Field(description="The cited chunk text (PII-redacted where the product's policy says so).")
-    scores: Scores
-
-    @classmethod
-    def of(cls, c: Citation) -> CitationOut:
-        return cls(
-            marker=c.marker,
-            chunk_id=c.chunk_id,
-            product_id=c.product_id,
-            product_version=c.product_version,
-            release_id=c.release_id,
-            chunk_version=c.chunk_version,
-            document=c.document,
-            doc_revision=c.doc_revision,
-            start=c.start,
-            end=c.end,
-            heading_path=list(c.heading_path),
-            text=c.text,
-            scores=Scores(**c.scores),
-        )
-
-
-class ShortAnswerOut(BaseModel):
-    """The phrase that answers a who / when / how many / how much / where question, located in the text
-    of the citation it comes from: `citations[marker - 1].text[start:end] == text`."""
-
-    text: str = Field(description="The phrase, e.g. a name, a date or an amount.")
-    kind: AnswerType = Field(description="person (or team), date, number, amount or place.")
-    marker: int = Field(description="The citation (`[n]`) whose text contains the phrase.")
-    start: int = Field(description="Character span of the phrase in that citation's `text`.")
-    end: int
-
-    @classmethod
-    def of(cls, s: ShortAnswer | None) -> ShortAnswerOut | None:
-        if s is None:
-            return None
-        return cls(text=s.text, kind=s.kind, marker=s.marker, start=s.start, end=s.end)  # type: ignore[arg-type]
-
-
-class Sentence(BaseModel):
-    text: str = Field(description="The sentence without its markers.")
-    markers: list[int] = Field(description="Citation markers of the sentence (empty: unsupported).")
-    support: float
-
-    @classmethod
-    def of(cls, s: AnswerSentence) -> Sentence:
-        return cls(text=s.text, markers=list(s.markers), support=s.support)
-
-
-class AnswerOut(BaseModel):
-    text: str = Field(description="The answer with `[n]` citation markers.")
-    outcome: Outcome = Field(description=OUTCOME_DESCRIPTION)
-    abstained: bool = Field(description="`outcome == \"abstained\"`.")
-    short: ShortAnswerOut | None = Field(
-        None, description="Answered who / when / how many / how much / where questions: the answering phrase."
-    )
-    support: float = Field(
-        description="Answerability: the fitted answer model's best probability that a retrieved sentence "
-        "answers the question."
-    )
-    answerer: str = Field(description="name@version of the answerer.")
-    model: str | None = None
-    prompt_version: str | None = None
-    sentences: list[Sentence]
-    citations: list[CitationOut]
-    dropped_citations: int = Field(description="Markers removed because they did not resolve or support.")
-    closest_products: list[str] = Field(
-        description="On abstention: the readable products nearest the question; when possibly relevant: "
-        "the products of the quoted passages."
-    )
-    decision: dict[str, Any] = Field(
-        description="What decided the outcome: answer model id, its thresholds (answer, relevant, "
-        "sentence), answerability, retrieval strength."
-    )
-
-    @classmethod
-    def of(cls, a: Answer) -> AnswerOut:
-        return cls(
-            text=a.text,
-            outcome=a.outcome,
-            abstained=a.abstained,
-            short=ShortAnswerOut.of(a.short),
-            support=a.support,
-            answerer=a.answerer,
-            model=a.model,
-            prompt_version=a.prompt_version,
-            sentences=[Sentence.of(s) for s in a.sentences],
-            citations=[CitationOut.of(c) for c in a.citations],
-            dropped_citations=a.dropped_citations,
-            closest_products=list(a.closest_products),
-            decision=dict(a.decision),
-        )
-
-
-class CitedProduct(BaseModel):
-    """Catalog facts of a product the answer cites."""
-
-    id: str
-    name: str
-    owner: str
-    team: str
-    classification: Classification
-    freshness: Freshness
+# The records themselves are the wire shapes (retrieval.types: Hit, HitSnippet, Citation, ShortAnswer,
+# AnswerSentence, Answer; retrieval.pipeline.ProductFacts; retrieval.provenance.ProvenanceRecord): pydantic
+# derives their schemas, so nothing here copies a record field by field.
 
 
 # ---------------------------------------------------------------------------------------------- search
@@ -332,6 +106,7 @@ class SearchBody(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"query": "How do I publish a knowledge product?", "k": 5}]},
     )
 
@@ -350,7 +125,7 @@ class SearchResponse(BaseModel):
         return cls(
             request_id=request_id,
             release_id=result.release_id,
-            hits=[Hit.of(h) for h in result.hits],
+            hits=[h.hit() for h in result.hits],
             params=result.params,
             timings_ms=result.timings_ms,
         )
@@ -378,6 +153,7 @@ class AskBody(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"question": "Who owns the mesh handbook and how fresh is it?"},
@@ -391,8 +167,11 @@ class AskResponse(BaseModel):
     request_id: str = Field(description="Names the provenance record: GET /v1/provenance/{request_id}.")
     release_id: str
     question: str
-    answer: AnswerOut
-    products: list[CitedProduct] = Field(description="Owner, team and freshness of every cited product.")
+    answer: Answer = Field(description="`outcome`: " + OUTCOME_DESCRIPTION + " `text` has `[n]` markers; "
+                           "`short`: for who / when / how many / how much / where questions, the answering "
+                           "phrase with its span in citation `marker`'s text; `decision`: the answer model "
+                           "id, thresholds and scores that decided the outcome.")
+    products: list[ProductFacts] = Field(description="Owner, team and freshness of every cited product.")
     retrieval: list[HitSnippet] = Field(
         description="What the answerer saw ([n] in citations is not its rank)."
     )
@@ -405,9 +184,9 @@ class AskResponse(BaseModel):
             request_id=result.request_id,
             release_id=result.search.release_id,
             question=a.question,
-            answer=AnswerOut.of(a),
-            products=[CitedProduct(**p) for p in result.products],
-            retrieval=[HitSnippet.of(h) for h in result.search.hits],
+            answer=a,
+            products=list(result.products),
+            retrieval=[h.snippet() for h in result.search.hits],
             timings_ms=result.timings_ms,
         )
 
@@ -419,21 +198,32 @@ class RetrievalEvent(BaseModel):
     hits: list[HitSnippet]
 
 
-class SentenceEvent(Sentence):
+class SentenceEvent(BaseModel):
+    text: str = Field(description="The sentence without its markers.")
+    markers: list[int] = Field(description="Citation markers of the sentence (empty: unsupported).")
+    support: float
     index: int = Field(description="0-based position of the sentence in the answer.")
     rendered: str = Field(description="The sentence with its markers, as in the answer text.")
 
 
 class CitationsEvent(BaseModel):
-    citations: list[CitationOut]
-    products: list[CitedProduct]
+    citations: list[Citation]
+    products: list[ProductFacts]
     outcome: Outcome = Field(description=OUTCOME_DESCRIPTION)
     abstained: bool
-    short: ShortAnswerOut | None = Field(None, description="As in the JSON answer's `short`.")
+    short: ShortAnswer | None = Field(None, description="As in the JSON answer's `short`.")
     support: float
     dropped_citations: int
     closest_products: list[str]
     answer: str = Field(description="The whole answer text with markers.")
+
+    @classmethod
+    def of(cls, result: AskResult) -> CitationsEvent:
+        a = result.answer
+        return cls(citations=list(a.citations), products=list(result.products), outcome=a.outcome,
+                   abstained=a.abstained, short=a.short, support=a.support,
+                   dropped_citations=a.dropped_citations, closest_products=list(a.closest_products),
+                   answer=a.text)
 
 
 class DoneEvent(BaseModel):
@@ -461,6 +251,12 @@ class ProductSummary(BaseModel):
     freshness: Freshness
     retention_days: int
     purpose: str
+    validity: Literal["ok", "invalid"] = Field(
+        "ok", description="`invalid` while the product's descriptor or contract fails validation: its last "
+                          "valid version (these facts and its indexed content) keeps serving until fixed."
+    )
+    problem: str | None = Field(None, description="While invalid: each problem as `<file>: <field>: <what is "
+                                                  "wrong> (fix: <how>)`.")
     match: int | None = Field(
         None, description="With `q`: how many of the query's words the metadata contains."
     )
@@ -577,59 +373,14 @@ def release_summary(release: Release, current: str | None, readable: list[Produc
 
 
 # ------------------------------------------------------------------------------------------ provenance
-class PrincipalOut(BaseModel):
-    id: str
-    roles: list[str]
+# Chain links (sequence number, previous record) are other callers' business: operators see them
+# (`meshrag provenance show` / `verify`), readers of their own records do not.
+CHAIN_LINKS = {"seq", "prev_request_id", "prev_hash"}
 
 
-class RetrievedRefOut(BaseModel):
-    chunk_id: str
-    product_id: str
-    product_version: str
-    chunk_version: str
-    embedding_version: str
-    document: str
-    doc_revision: str
-    start: int
-    end: int
-    heading_path: list[str]
-    classification: str
-    scores: dict[str, float | int | None]
-
-
-class ProvenanceOut(BaseModel):
-    """One provenance record as stored: hash-chained (`prev_hash` → `hash`), append-only."""
-
-    record_version: int
-    request_id: str
-    created_at: str
-    principal: PrincipalOut
-    question: str
-    release_id: str
-    retrieval_params: dict[str, Any]
-    retrieved: list[RetrievedRefOut] = Field(description="Every retrieved chunk in rank order (no text).")
-    answerer: str
-    prompt_version: str | None
-    model: str | None
-    answer: str
-    abstained: bool
-    support: float
-    citations: list[CitationOut]
-    dropped_citations: int
-    timings: dict[str, float]
-    outcome: Outcome | None = Field(None, description="Record version 2 on: " + OUTCOME_DESCRIPTION)
-    short: ShortAnswerOut | None = Field(None, description="Record version 2 on: the answering phrase, if any.")
-    decision: dict[str, Any] | None = Field(
-        None, description="Record version 2 on: answer model id, thresholds, answerability, retrieval strength."
-    )
-    seq: int
-    prev_request_id: str | None
-    prev_hash: str
-    hash: str
-
-    @classmethod
-    def of(cls, record: ProvenanceRecord) -> ProvenanceOut:
-        return cls.model_validate(record.as_dict())
+def provenance_view(record: ProvenanceRecord) -> ProvenanceRecord:
+    """One's own record as its reader may see it: under the request id the reader chose."""
+    return replace(record, request_id=client_id_of(record.request_id))
 
 
 # --------------------------------------------------------------------------------------------- health
@@ -649,7 +400,9 @@ class Readiness(BaseModel):
     warm: bool = Field(description="Models, stores and indexes are loaded.")
     store: bool = Field(description="The vector store answers and holds the current release's collections.")
     current_release: str | None = Field(description="The release `current` names, if any.")
-    problems: list[str] = Field(description="Why the service is not ready (empty when ready).")
+    problems: list[str] = Field(description="Why the service is not ready, and what needs an operator while "
+                                            "it is (invalid product contracts, counted; the server log names them).")
+    invalid_products: int = Field(0, description="Product folders whose descriptor or contract fails validation.")
     query_encoder: dict[str, Any] | None = Field(
         None, description="How questions are embedded: runtime (onnx or torch), the ONNX export's verified "
                           "minimum cosine against torch, why it fell back (if it did), query-cache hits.")

@@ -43,11 +43,34 @@ class ApiSettings(RetrievalSettings):
     port: int = Field(8321, ge=0, le=65535)
     api_keys_file: Path | None = None  # default: <data_dir>/api-keys.json
     api_keys: list[ApiKeyEntry] = Field(default_factory=list)
-    max_question_chars: int = Field(2000, ge=1, le=100_000)
-    max_products: int = Field(20, ge=1, le=1000)
-    max_k: int = Field(50, ge=1, le=200)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)  # empty: CORS off
+
+    # Per-caller limits (api/ratelimit.py): a caller is its API key, or its address without a valid key.
+    rate_limit: bool = Field(
+        True,
+        description="Rate limits, daily quotas and the MCP concurrency bound. MESHRAG_RATE_LIMIT=off (or 0, "
+        "false) turns all of them off, e.g. for load tests; /healthz, /readyz and /metrics are never limited.",
+    )
+    rate_limit_keyed_per_minute: float = Field(
+        120, ge=0, description="Sustained requests per minute per API key (0: no rate limit for keys)."
+    )
+    rate_limit_keyed_burst: int = Field(
+        120, ge=1, description="Requests an API key may send at once before the per-minute rate applies."
+    )
+    rate_limit_keyed_per_day: int = Field(0, ge=0, description="Requests per API key per UTC day (0: no quota).")
+    rate_limit_anon_per_minute: float = Field(
+        60, ge=0, description="Sustained requests per minute per anonymous address (0: no rate limit)."
+    )
+    rate_limit_anon_burst: int = Field(
+        60, ge=1, description="Requests an anonymous address may send at once (an IPv6 address counts as its /64)."
+    )
+    rate_limit_anon_per_day: int = Field(
+        10_000, ge=0, description="Requests per anonymous address per UTC day (0: no quota)."
+    )
+    rate_limit_mcp_concurrent: int = Field(
+        8, ge=0, description="MCP requests one caller may have in flight at once, per worker (0: unbounded)."
+    )
 
     def resolved_api_keys_file(self) -> Path:
         return (self.api_keys_file or self.resolved_data_dir() / "api-keys.json").expanduser().resolve()

@@ -162,10 +162,11 @@ def pick_questions(limit: int | None, warmup: int) -> tuple[list[str], list[str]
 
 def ours_server(data_dir: Path, keys_file: Path, logs: Path) -> ServerProcess:
     port = free_port()
-    # Its defaults, log level included (one INFO line per request, to the log file here).
+    # Its defaults, log level included (one INFO line per request, to the log file here), with the rate
+    # limits off (MESHRAG_RATE_LIMIT=off, the documented load-test switch): one key sends every request.
     argv = [*meshrag_command(), "serve", "--data-dir", str(data_dir), "--port", str(port)]
     return ServerProcess("meshrag", argv, port, logs / "meshrag-serve.log",
-                         child_env({"MESHRAG_API_KEYS_FILE": str(keys_file)}))
+                         child_env({"MESHRAG_API_KEYS_FILE": str(keys_file), "MESHRAG_RATE_LIMIT": "off"}))
 
 
 def baseline_server(data_dir: Path, logs: Path, torch_threads: int | None) -> ServerProcess:

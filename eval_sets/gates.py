@@ -179,7 +179,7 @@ def check_publish(settings: RetrievalSettings, release: str, thresholds: Thresho
     run = run or EvalRun.load()
     with EvalHarness(settings) as harness:
         candidate = harness.evaluate(run, release)
-        current_id = harness.service.searcher.releases.current_id()
+        current_id = harness.service.context.releases.current_id()
         regression = GateResult((), ())
         if current_id is not None and current_id != candidate.release_id:
             current = harness.evaluate(run, current_id)

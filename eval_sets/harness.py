@@ -34,8 +34,8 @@ from knowledge.catalog import Catalog
 from knowledge.errors import ConfigError
 from knowledge.model import Principal
 from retrieval.provenance import ProvenanceLog, create_provenance_log
-from retrieval.searcher import MeshSearcher
 from retrieval.service import MeshService
+from retrieval.serving import ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import CURRENT, Citation, RetrievedChunk, SearchRequest
 
@@ -105,7 +105,7 @@ class EvalHarness:
         self.with_answer_metrics = answer_metrics
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._provenance: ProvenanceLog | None = None
-        self._searcher: MeshSearcher | None = None
+        self._context: ServingContext | None = None
         self._service: MeshService | None = None
         self._evaluated = 0
         self._answer_metrics: AnswerMetrics | None = None
@@ -115,16 +115,16 @@ class EvalHarness:
             return
         self._tmp = tempfile.TemporaryDirectory(prefix="meshrag-eval-")
         self._provenance = create_provenance_log("sqlite", Path(self._tmp.name))
-        self._searcher = MeshSearcher(self.settings, embedder=self._embedder)
+        self._context = ServingContext(self.settings, embedder=self._embedder)
         self._service = self._fresh_service()
         if self.with_answer_metrics:
-            self._answer_metrics = create_answer_metrics(self._service.searcher.embedder, self._service.answerer)
+            self._answer_metrics = create_answer_metrics(self._service.context.embedder, self._service.answerer)
             self._answer_metrics.warm_up()
 
     def _fresh_service(self) -> MeshService:
-        """A service over the shared searcher (models, indexes) with an answer stage of its own, so no
+        """A service over the shared serving context (models, indexes) with an answer stage of its own, so no
         release is answered from caches another release's evaluation filled (latency stays comparable)."""
-        service = MeshService(self.settings, searcher=self._searcher, provenance=self._provenance)
+        service = MeshService(self.settings, context=self._context, provenance=self._provenance)
         service.warm_up()
         return service
 
@@ -132,7 +132,7 @@ class EvalHarness:
         if self._provenance is not None:
             self._provenance.close()
             self._provenance = None
-        self._service = self._searcher = None
+        self._service = self._context = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -151,7 +151,7 @@ class EvalHarness:
         return self._service
 
     def release_id(self, ref: str = CURRENT) -> str:
-        return self.service.searcher.releases.get(ref).id
+        return self.service.context.releases.get(ref).id
 
     def evaluate(self, run: EvalRun, release: str = CURRENT) -> EvalReport:
         """Ask every question of `run` against `release` and compute the report."""
@@ -172,8 +172,8 @@ class EvalHarness:
         t1 = time.perf_counter()
         if self._answer_metrics is not None:
             answers = self._answer_metrics.score([self._sample(o) for o in outcomes if o.question.answerable])
-        release_obj = service.searcher.releases.get(release_id)
-        catalog = service.searcher.catalog
+        release_obj = service.context.releases.get(release_id)
+        catalog = service.context.catalog
         restricted = sorted(pid for pid in release_obj.products
                             if (p := catalog.products.get(pid)) is None or not UNPRIVILEGED.can_read(p))
         return build_report(
@@ -202,7 +202,7 @@ class EvalHarness:
         latency_ms = (time.perf_counter() - t0) * 1000
         probe = service.ask(SearchRequest(query=q.question, principal=UNPRIVILEGED, k=DEPTH, release=release_id))
         threshold = self._min_support()
-        catalog = service.searcher.catalog
+        catalog = service.context.catalog
         citations = result.answer.citations
         leaks = (unreadable_chunks(own, catalog, ranked.hits)
                  + unreadable_chunks(own, catalog, result.search.hits, citations)

@@ -26,6 +26,7 @@ from pathlib import Path
 from eval_sets.golden import GoldenQuestion, load_golden
 from knowledge.model import Principal
 from retrieval.searcher import MeshSearcher
+from retrieval.serving import ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import SearchRequest, SearchResult
 
@@ -99,7 +100,7 @@ def evaluate(searcher: MeshSearcher, questions: list[GoldenQuestion] | None = No
 
 
 def run(settings: RetrievalSettings) -> tuple[Table, list[QuestionScore], dict[str, float]]:
-    searcher = MeshSearcher(settings)
+    searcher = MeshSearcher(ServingContext(settings))
     searcher.warm_up()
     return evaluate(searcher)
 

@@ -32,7 +32,7 @@ from indexing.embedder import create_embedder
 from indexing.embedding_cache import EmbeddingCache, embed_with_cache
 from indexing.keyword import KeywordIndex
 from indexing.lineage import DatasetRef, LineageEmitter
-from indexing.pii import PiiScanner
+from indexing.pii import PiiScanner, ner_model_problem, policy_entities
 from indexing.releases import ProductEntry, Release, ReleaseRegistry
 from indexing.settings import IndexSettings
 from indexing.sources import load_document
@@ -132,6 +132,18 @@ def catalog_document(product: KnowledgeProduct, card: str, revision: str) -> Sou
                           title=f"{product.title} — catalog card")
 
 
+def _pii_entities(product: KnowledgeProduct, doc_id: str) -> tuple[str, ...]:
+    """What the PII step looks for in one document: what the product's policy acts on, except person names
+    in the catalog card, whose owner and team are catalog facts that must show, not document text."""
+    entities = policy_entities(product.pii_policy)
+    return tuple(e for e in entities if e != "PERSON") if doc_id == CATALOG_DOCUMENT else entities
+
+
+def _public_names(product: KnowledgeProduct) -> tuple[str, ...]:
+    """People the contract itself publishes as the product's team: not redacted from its documents either."""
+    return (product.owner.name, *(m.name for m in product.members))
+
+
 class IndexPipeline:
     """Builds chunk and embedding product versions and a release. Construct cheaply, then `run()`."""
 
@@ -188,7 +200,8 @@ class IndexPipeline:
         return {"loader": {"name": sources.NAME, "version": sources.VERSION},
                 "injection": {"name": injection.NAME, "version": injection.VERSION},
                 "chunker": {"name": Chunker.NAME, "version": Chunker.VERSION, **asdict(cfg)},
-                "pii": {"name": PiiScanner.NAME, "version": PiiScanner.VERSION, "policy": policy},
+                "pii": {"name": PiiScanner.NAME, "version": PiiScanner.VERSION, "model": self.pii.model_id,
+                        "policy": policy},
                 # The keyword index is written with the chunk version: a new tokeniser needs a new one.
                 "keyword": {"name": KeywordIndex.NAME, "version": KeywordIndex.VERSION},
                 "embedder_tokenizer": self.embedder.model_id}
@@ -288,6 +301,9 @@ class IndexPipeline:
         return report, entry
 
     def _build(self, product: KnowledgeProduct, prev: ProductEntry | None, report: ProductReport) -> ProductEntry:
+        if "PERSON" in policy_entities(product.pii_policy) and (problem := ner_model_problem()):
+            raise ProductBlocked(f"piiPolicy '{product.pii_policy}' covers person names, which cannot be detected "
+                                 f"here: {problem}")
         paths: dict[str, Path | str] = {product.document_id(p): p for p in product.documents()}
         revisions = {doc_id: sha256_file(path) for doc_id, path in paths.items() if isinstance(path, Path)}
         card = render_card(product)
@@ -410,7 +426,8 @@ class IndexPipeline:
             source = paths[doc_id]
             doc = load_document(product.id, source, doc_id) if isinstance(source, Path) else \
                 catalog_document(product, source, revisions[doc_id])
-            findings: list[PiiFinding] = self.pii.scan(doc.text)
+            findings: list[PiiFinding] = self.pii.scan(doc.text, entities=_pii_entities(product, doc_id),
+                                                       public_names=_public_names(product))
             if findings:
                 counts = Counter(f.entity_type for f in findings)
                 by_doc[doc_id] = dict(counts)

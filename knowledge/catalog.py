@@ -1,9 +1,15 @@
-"""The catalog: every product found under one or more mesh roots, valid or not, with freshness."""
+"""The catalog: every product found under one or more mesh roots, valid or not, with freshness.
+
+Governance never fails silently: a product whose files stop validating keeps its last valid version
+in a reloaded catalog (`Catalog.load(..., previous=...)`), marked with the problem, and every invalid
+folder is listed by `invalid_products()` for the operator (`log_problem_changes`) and counted by /readyz."""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +19,11 @@ from knowledge.errors import ContractError, ProductNotFound
 from knowledge.model import KnowledgeProduct, Principal
 
 FreshnessStatus = Literal["fresh", "stale", "unknown"]
+# (path, (inode, mtime ns, size) or None if missing) of every folder, descriptor and contract under the roots
+MeshStamp = tuple[tuple[str, tuple[int, int, int] | None], ...]
+PRODUCT_FILES = frozenset({DESCRIPTOR_FILE, CONTRACT_FILE})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,27 +73,95 @@ def freshness(product: KnowledgeProduct, now: datetime | None = None, *,
 
 def find_product_folders(root: Path) -> list[Path]:
     """Folders under `root` that hold a descriptor or a contract (a product, valid or not)."""
-    root = Path(root)
+    return _scan(Path(root))[1]
+
+
+def _stat(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _scan(root: Path) -> tuple[MeshStamp, list[Path]]:
+    """One walk of a mesh root: the stamp of every folder and of every descriptor and contract in them,
+    and the folders that hold one. A folder is stamped before it is listed and a file before it is read,
+    so a change made during the walk or the load shows in the next `mesh_unchanged` check."""
     if not root.is_dir():
         raise ContractError(f"mesh root {root} is not a directory; pass an existing folder of products")
-    found = {p.parent.resolve() for name in (DESCRIPTOR_FILE, CONTRACT_FILE) for p in root.rglob(name)}
-    return sorted(found)
+    stamps: list[tuple[str, tuple[int, int, int] | None]] = []
+    folders: set[Path] = set()
+    pending = [str(root)]
+    while pending:
+        folder = pending.pop()
+        stamps.append((folder, _stat(folder)))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif entry.name in PRODUCT_FILES:
+                stamps.append((entry.path, _stat(entry.path)))
+                folders.add(Path(folder).resolve())
+    return tuple(stamps), sorted(folders)
+
+
+def mesh_unchanged(stamp: MeshStamp) -> bool:
+    """True while no descriptor or contract recorded in `stamp` changed and no folder gained or lost an
+    entry (a file added, removed or renamed changes its folder's stamp). One stat per folder and file."""
+    return all(_stat(path) == seen for path, seen in stamp)
+
+
+def product_id_of(folder: Path) -> str:
+    """The id a product folder claims: `<domain folder>.<product folder>`."""
+    return f"{folder.parent.name}.{folder.name}"
+
+
+def problem_text(folder: Path, problems: Iterable[Problem]) -> str:
+    """Every problem as `<file>: <field>: <what is wrong> (fix: <how>)`, file names relative to the
+    product folder: what a reader of the product is told (server paths are not the caller's business)."""
+    prefix = f"{folder}{os.sep}"
+    parts = []
+    for pr in problems:
+        file = pr.file.removeprefix(prefix) if pr.file.startswith(prefix) else Path(pr.file).name
+        parts.append(f"{file}: {pr.field}: {pr.message.replace(prefix, '')} (fix: {pr.hint})")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class InvalidProduct:
+    """A product folder whose files fail validation, and the last valid version still serving (if any)."""
+
+    product_id: str
+    folder: Path
+    problems: tuple[Problem, ...]
+    serving: KnowledgeProduct | None
 
 
 @dataclass
 class Catalog:
-    """Products loaded from mesh roots. `invalid` keeps the problems of folders that failed validation."""
+    """Products loaded from mesh roots. `invalid` keeps the problems of folders that failed validation;
+    `stamp` tells `mesh_unchanged` whether a reload would see other files."""
 
     roots: tuple[Path, ...]
     products: dict[str, KnowledgeProduct] = field(default_factory=dict)
     invalid: dict[Path, list[Problem]] = field(default_factory=dict)
+    stamp: MeshStamp = ()
 
     @classmethod
-    def load(cls, roots: Iterable[Path]) -> Catalog:
+    def load(cls, roots: Iterable[Path], previous: Catalog | None = None) -> Catalog:
+        """Every product under `roots`. With `previous` (the catalog this one replaces), a product whose
+        files no longer validate keeps its last valid version from `previous`, with `problem` set, so it
+        keeps serving until its files are fixed; a product never valid in `previous` is left out."""
         roots = tuple(Path(r).resolve() for r in roots)
         catalog = cls(roots=roots)
-        for root in roots:
-            for folder in find_product_folders(root):
+        scans = [_scan(root) for root in roots]  # every stamp is taken before any file is read
+        catalog.stamp = tuple(s for stamp, _ in scans for s in stamp)
+        for _, folders in scans:
+            for folder in folders:
                 product, problems = load_product(folder)
                 if product is None:
                     catalog.invalid[folder] = problems
@@ -93,7 +172,22 @@ class Catalog:
                                                        "rename the domain or product folder")]
                 else:
                     catalog.products[product.id] = product
+        if previous is not None:
+            for folder, problems in catalog.invalid.items():
+                kept = previous.products.get(product_id_of(folder))
+                if kept is not None and kept.root == folder and kept.id not in catalog.products:
+                    catalog.products[kept.id] = replace(kept, problem=problem_text(folder, problems))
         return catalog
+
+    def invalid_products(self) -> list[InvalidProduct]:
+        """Every folder that failed validation, by folder, with the last valid version it still serves."""
+        out = []
+        for folder, problems in sorted(self.invalid.items()):
+            pid = product_id_of(folder)
+            kept = self.products.get(pid)
+            serving = kept if kept is not None and kept.root == folder and kept.problem is not None else None
+            out.append(InvalidProduct(pid, folder, tuple(problems), serving))
+        return out
 
     def __iter__(self):
         return iter(sorted(self.products.values(), key=lambda p: p.id))
@@ -150,6 +244,8 @@ def product_summary(product: KnowledgeProduct, now: datetime | None = None) -> d
         "freshness": freshness(product, now).as_dict(),
         "retention_days": round(product.retention_sla / timedelta(days=1)),
         "purpose": product.purpose,
+        "validity": "invalid" if product.problem else "ok",
+        "problem": product.problem,
     }
 
 
@@ -167,3 +263,27 @@ def product_details(product: KnowledgeProduct, now: datetime | None = None) -> d
         "contract": str(product.contract_path),
     })
     return out
+
+
+def log_problem_changes(before: Catalog | None, after: Catalog) -> None:
+    """The operator's record of governance failures: one WARNING per folder whose problems are new since
+    `before` (every problem when None), naming product, files and fixes; one INFO per folder that was
+    invalid in `before` and no longer is. Readers of a product see its problem in the catalog instead."""
+    seen = {item.folder: item.problems for item in before.invalid_products()} if before is not None else {}
+    now = after.invalid_products()
+    for item in now:
+        if seen.get(item.folder) == item.problems:
+            continue
+        details = "; ".join(str(pr) for pr in item.problems)
+        if item.serving is not None:
+            log.warning("product %s is invalid; its last valid version %s keeps serving until the files are "
+                        "fixed: %s", item.product_id, item.serving.version, details)
+        else:
+            log.warning("product %s is invalid and is not served until the files are fixed: %s",
+                        item.product_id, details)
+    for folder in sorted(seen.keys() - {item.folder for item in now}):
+        product = after.products.get(product_id_of(folder))
+        if product is not None and product.root == folder:
+            log.info("product %s is valid again; serving version %s", product.id, product.version)
+        else:
+            log.info("invalid product folder %s is gone from the mesh", folder)

@@ -51,6 +51,9 @@ class KnowledgeProduct:
     declared_last_update: datetime | None = None
     descriptor_path: Path = field(default=Path())
     contract_path: Path = field(default=Path())
+    # Set on the last valid version a catalog keeps serving while the product's files fail validation:
+    # what is wrong, file by file, with the fix. None while the files are valid.
+    problem: str | None = None
 
     def documents(self) -> list[Path]:
         """Every readable source file of the product, sorted, as absolute paths."""

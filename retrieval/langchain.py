@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -15,30 +16,13 @@ from retrieval.types import CURRENT, RetrievedChunk, SearchRequest
 
 
 def chunk_document(hit: RetrievedChunk) -> Document:
-    """One retrieved chunk as a LangChain Document: its text, and where it came from in metadata."""
-    c = hit.chunk
-    return Document(
-        page_content=c.text,
-        id=c.chunk_id,
-        metadata={
-            "chunk_id": c.chunk_id,
-            "product_id": c.product_id,
-            "product_version": hit.product_version,
-            "release_id": hit.release_id,
-            "chunk_version": hit.chunk_version,
-            "embedding_version": hit.embedding_version,
-            "domain": hit.domain,
-            "classification": hit.classification,
-            "document": c.document,
-            "doc_revision": c.doc_revision,
-            "start": c.start,
-            "end": c.end,
-            "heading_path": list(c.heading_path),
-            "context": c.context,
-            "flags": list(c.flags),
-            "scores": hit.scores(),
-        },
-    )
+    """One retrieved chunk as a LangChain Document: its text, and in metadata the same record every other
+    caller gets (retrieval.types.Hit, text aside) plus the breadcrumb the chunk was embedded with."""
+    record = asdict(hit.hit())
+    text = record.pop("text")
+    metadata = record | {"heading_path": list(record["heading_path"]), "flags": list(record["flags"]),
+                         "context": hit.chunk.context}
+    return Document(page_content=text, id=hit.chunk_id, metadata=metadata)
 
 
 class MeshRetriever(BaseRetriever):

@@ -5,45 +5,35 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from indexing.embedding_cache import EmbeddingCache
+from indexing.pii import PiiScanner
 from indexing.releases import CURRENT
 from indexing.stores.embedded_pg import start_postgres
 from knowledge.catalog import freshness, newest_source_update
-from knowledge.errors import ConfigError
+from knowledge.errors import ConfigError, ProvenanceNotFound
 from knowledge.model import KnowledgeProduct, Principal
 from retrieval.answer.base import Answerer
 from retrieval.answer.extractive import ExtractiveAnswerer
 from retrieval.answer.model import load_answer_model
 from retrieval.answer.support import SupportScorer
-from retrieval.provenance import (
-    ProvenanceLog,
-    ProvenanceRecord,
-    create_provenance_log,
-    not_found,
-    record_from,
-)
+from retrieval.pipeline import QUESTION_DIGEST, AskPipeline, AskResult, ProductFacts
+from retrieval.provenance import ProvenanceLog, ProvenanceRecord, create_provenance_log, not_found
+from retrieval.requests import CLIENT_ID, RequestLimits, new_request_id, scoped_request_id
 from retrieval.searcher import MeshSearcher
+from retrieval.serving import ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import Answer, SearchRequest, SearchResult
 
+__all__ = ["AskResult", "MeshService", "ReplayReport"]
+
 # How long an answer's freshness facts reuse a product's newest source time before scanning again.
 SOURCE_SCAN_TTL_S = 60.0
-
-@dataclass(frozen=True)
-class AskResult:
-    request_id: str
-    answer: Answer
-    search: SearchResult
-    record: ProvenanceRecord
-    products: tuple[dict[str, Any], ...] = ()  # catalog facts (owner, freshness) of the cited products
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
 
 @dataclass(frozen=True)
 class ReplayReport:
@@ -60,35 +50,35 @@ class ReplayReport:
                 "extra": [c for c in self.replayed if c not in self.original]}
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
 class MeshService:
-    """Search, ask and replay over one data directory. Construct cheaply, `warm_up()` once."""
+    """Search, ask and replay over one data directory. Construct cheaply, `warm_up()` once.
 
-    def __init__(self, settings: RetrievalSettings, *, searcher: MeshSearcher | None = None,
+    `context` holds what is loaded (models, store, catalog, releases); pass one to share it."""
+
+    def __init__(self, settings: RetrievalSettings, *, context: ServingContext | None = None,
                  answerer: Answerer | None = None, provenance: ProvenanceLog | None = None) -> None:
         self.settings = settings
-        self.searcher = searcher or MeshSearcher(settings)
+        self.context = context or ServingContext(settings)
+        self._searcher = MeshSearcher(self.context)
         self._answerer = answerer
         self._provenance = provenance
         self._source_scans: dict[str, tuple[float, datetime | None]] = {}
         self._scan_lock = threading.Lock()
 
     def warm_up(self) -> None:
-        self.searcher.warm_up()
+        self.context.warm_up()
         if self._answerer is None:
             self._answerer = self._create_answerer()
         self._answerer.warm_up()
         if self._provenance is None:
             self._provenance = self._create_provenance()
         self._provenance.warm_up()
+        self._pii  # noqa: B018 - builds the scanner now rather than in the first answer
 
     def _create_answerer(self) -> Answerer:
         # Passage vectors persist beside the indexer's embedding cache (same keys: model id + text hash).
         store = EmbeddingCache(self.settings.resolved_cache_dir() / "embeddings.sqlite")
-        scorer = SupportScorer(self.searcher.embedder, store=store)
+        scorer = SupportScorer(self.context.embedder, store=store)
         model = load_answer_model(self.settings.answer_model)
         if self.settings.answerer == "extractive":
             return ExtractiveAnswerer(scorer, model)
@@ -132,10 +122,10 @@ class MeshService:
         answerer, scorer = self.answerer, getattr(self.answerer, "scorer", None)
         if not isinstance(scorer, SupportScorer):
             return {"release_id": None, "passages": 0, "embedded": 0, "seconds": 0.0}
-        resolved = self.searcher.release(release)
+        resolved = self.context.release(release)
         texts: list[str] = []
         for entry in resolved.products.values():
-            for chunk in self.searcher.chunks_of(entry.chunk_version):
+            for chunk in self.context.chunks_of(entry.chunk_version):
                 texts.extend(answerer.passages(chunk))
         distinct = list(dict.fromkeys(texts))
         todo = scorer.missing(distinct)
@@ -153,35 +143,48 @@ class MeshService:
                 "in_memory": in_memory, "seconds": round(time.perf_counter() - t0, 3)}
 
     # ------------------------------------------------------------------------------------------ flows
+    @cached_property
+    def limits(self) -> RequestLimits:
+        return RequestLimits.of(self.settings)
+
+    @cached_property
+    def pipeline(self) -> AskPipeline:
+        return AskPipeline(search=self._searcher.search, answer=lambda q, hits: self.answerer.answer(q, hits),
+                           provenance=lambda: self.provenance, products_of=self.cited_products,
+                           question_filter=self._question_filter, anonymous=self.settings.record_anonymous)
+
     def search(self, req: SearchRequest) -> SearchResult:
-        return self.searcher.search(req)
+        return self._searcher.search(req)
 
     def ask(self, req: SearchRequest, *, request_id: str | None = None) -> AskResult:
         """Answer from what the principal may read; the provenance record is written before returning."""
-        t0 = time.perf_counter()
-        request_id = request_id or new_request_id()
-        result = self.searcher.search(req)
-        t1 = time.perf_counter()
-        answer = self.answerer.answer(req.query, result.hits)
-        t2 = time.perf_counter()
-        timings = {"search": round((t1 - t0) * 1000, 3), "answer": round((t2 - t1) * 1000, 3)}
-        record = self.provenance.append(record_from(request_id, req.principal, req.query, result, answer, timings))
-        timings["provenance"] = round((time.perf_counter() - t2) * 1000, 3)
-        timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
-        return AskResult(request_id=request_id, answer=answer, search=result, record=record,
-                         products=self.cited_products(answer, req.principal), timings_ms=timings)
+        return self.pipeline.run(req, request_id or new_request_id())
 
-    def cited_products(self, answer: Answer, principal: Principal) -> tuple[dict[str, Any], ...]:
+    @cached_property
+    def _pii(self) -> PiiScanner:
+        scanner = PiiScanner()
+        scanner.warm_up()
+        return scanner
+
+    def _question_filter(self, question: str) -> str:
+        """The question as it may be stored: personal data a caller typed is replaced by typed placeholders
+        (the indexer's scanner with every recognizer, whatever a product's policy: a question belongs to
+        no product). Names the catalog publishes (owners, team members) stay as written."""
+        catalog = self.context.catalog
+        public = [n for p in catalog.products.values() for n in (p.owner.name, *(m.name for m in p.members))]
+        return self._pii.redact_text(question, public_names=public)[0]
+
+    def cited_products(self, answer: Answer, principal: Principal) -> tuple[ProductFacts, ...]:
         """Catalog facts of the products an answer cites (all readable: citations come from trimmed hits)."""
-        catalog = self.searcher.catalog
+        catalog = self.context.catalog
         out = []
         for pid in dict.fromkeys(c.product_id for c in answer.citations):
             product = catalog.products.get(pid)
             if product is None or not principal.can_read(product):
                 continue
-            out.append({"id": pid, "name": product.title, "owner": product.owner.name, "team": product.team,
-                        "classification": product.classification,
-                        "freshness": freshness(product, source_update=self._source_update).as_dict()})
+            out.append(ProductFacts(id=pid, name=product.title, owner=product.owner.name, team=product.team,
+                                    classification=product.classification,
+                                    freshness=freshness(product, source_update=self._source_update)))
         return tuple(out)
 
     def _source_update(self, product: KnowledgeProduct) -> datetime | None:
@@ -196,12 +199,20 @@ class MeshService:
                 self._source_scans[product.id] = seen
         return seen[1]
 
-    def own_record(self, request_id: str, principal: Principal) -> ProvenanceRecord:
+    def own_record(self, request_id: str, principal: Principal, scope: str | None = None) -> ProvenanceRecord:
         """The caller's record, while the caller's current roles can read every product it retrieved or
         cites; otherwise exactly like a missing record. Records are owned by principal name, and a later
-        key under that name with fewer roles must not read an earlier key's confidential citations."""
-        record = self.provenance.get(request_id, principal)
-        catalog = self.searcher.catalog
+        key under that name with fewer roles must not read an earlier key's confidential citations.
+        `scope` (the caller's key id): an id the caller chose names its record inside that scope."""
+        record = None
+        if scope is not None and CLIENT_ID.match(request_id):
+            try:
+                record = self.provenance.get(scoped_request_id(request_id, scope), principal)
+            except ProvenanceNotFound:
+                record = None
+        if record is None:
+            record = self.provenance.get(request_id, principal)
+        catalog = self.context.catalog
         if not all((product := catalog.products.get(pid)) is not None and principal.can_read(product)
                    for pid in record.product_ids):
             raise not_found(request_id)
@@ -210,6 +221,9 @@ class MeshService:
     def replay(self, request_id: str) -> ReplayReport:
         """Re-run the recorded retrieval against the recorded release; same chunks in the same order?"""
         record = self.provenance.get(request_id, admin=True)
+        if record.principal.id == Principal.anonymous().id and record.question.startswith(QUESTION_DIGEST):
+            raise ConfigError(f"record {request_id!r} was kept without its question (MESHRAG_RECORD_ANONYMOUS=refs), "
+                              "so its retrieval cannot be replayed; its chunk ids and scores are in the record")
         params = record.retrieval_params
         filters = params.get("filters", {})
 
@@ -220,6 +234,6 @@ class MeshService:
                             release=record.release_id, products=tup(filters.get("products")),
                             domains=tup(filters.get("domains")), classifications=tup(filters.get("classifications")),
                             documents=tup(filters.get("documents")), rerank=params.get("reranker") is not None)
-        replayed = tuple(h.chunk_id for h in self.searcher.search(req).hits)
+        replayed = tuple(h.chunk_id for h in self._searcher.search(req).hits)
         original = tuple(record.chunk_ids)
         return ReplayReport(request_id, record.release_id, replayed == original, original, replayed)

@@ -26,7 +26,7 @@ Defaults were measured on the sample mesh's 204 answerable golden questions with
   multiplied by decay**n, so other documents' first chunks can move up (1.0 turns it off; 0.5 measured
   0.946 / 0.872, recall@10 0.980, but leaves fewer neighbouring chunks of one document for an answerer).
 - `strip_question_words` = True: interrogatives, auxiliaries and pronouns are dropped from the BM25
-  query (not from the dense one); see `QUESTION_WORDS` in retrieval/searcher.py.
+  query (not from the dense one); see `QUESTION_WORDS` in knowledge/catalog_search.py.
 - `top_k` = 8: chunks returned when a caller does not say (the CLI's `-k` default).
 - `torch_threads` = 1: torch intra-op threads (and FAISS's OpenMP threads) while serving. A query is one short text; extra threads
   only synchronise, and under concurrent load they spin against each other (MiniLM query embedding on
@@ -88,3 +88,12 @@ class RetrievalSettings(IndexSettings):
     llm_api_key: SecretStr | None = None
     # Where provenance records go: None = PostgreSQL when store=pgvector, else SQLite under the data dir.
     provenance_backend: Literal["sqlite", "postgres"] | None = None
+
+    # Request limits, the same for every entry point (REST, SSE, chat, MCP, CLI): retrieval/requests.py.
+    max_question_chars: int = Field(2000, ge=1, le=100_000)
+    max_products: int = Field(20, ge=1, le=1000)
+    max_k: int = Field(50, ge=1, le=200)
+    # How answers to callers without a key are recorded in provenance: "full" like every answer; "refs"
+    # keeps release, chunks, scores and outcome but only sha256 digests of question and answer and no
+    # cited text; "off" records nothing (the answer still has a request id, which names no record).
+    record_anonymous: Literal["full", "refs", "off"] = "full"

@@ -77,12 +77,12 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory, minilm) -> Path:
     assert report.published and not report.blocked, report.as_dict()
     # As `meshrag index` does: the answer stage's passages are embedded with the release, so every
     # service on (a copy of) this directory is ready at once and answers without embedding passages.
-    from retrieval.searcher import MeshSearcher
     from retrieval.service import MeshService
+    from retrieval.serving import ServingContext
     from retrieval.settings import RetrievalSettings
 
     settings = RetrievalSettings(data_dir=data_dir, mesh_roots=[SAMPLE_MESH])
-    service = MeshService(settings, searcher=MeshSearcher(settings, embedder=minilm))
+    service = MeshService(settings, context=ServingContext(settings, embedder=minilm))
     service.warm_up()
     service.prepare_answer_vectors()
     service.provenance.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -11,10 +12,10 @@ from rich.table import Table
 
 from api.cli.common import console, domain_errors, err_console, print_json
 from knowledge.model import Principal
-from retrieval.searcher import result_as_dict
+from retrieval.requests import new_request_id
 from retrieval.service import MeshService
 from retrieval.settings import RetrievalSettings
-from retrieval.types import CURRENT, Outcome, SearchRequest
+from retrieval.types import CURRENT, Outcome
 
 # How `meshrag ask` labels an outcome, and the style of the label.
 OUTCOME_STYLE: dict[Outcome, tuple[str, str]] = {
@@ -31,7 +32,8 @@ def ask(
     product: list[str] = typer.Option(None, "--product", help="Only this product (repeatable)."),
     domain: list[str] = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
     release: str = typer.Option(CURRENT, "--release", help="Release id to answer from, or 'current'."),
-    k: int = typer.Option(8, "-k", "--k", min=1, max=50, help="How many chunks the answerer sees."),
+    k: int | None = typer.Option(None, "-k", "--k", help="How many chunks the answerer sees (default MESHRAG_TOP_K, "
+                                 "at most MESHRAG_MAX_K)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Index data directory (default: MESHRAG_DATA_DIR, else ./.meshrag)."),
     as_json: bool = typer.Option(False, "--json", help="Print answer, citations, retrieval and provenance as JSON."),
 ) -> None:
@@ -43,14 +45,15 @@ def ask(
         settings = RetrievalSettings(**({"data_dir": data_dir} if data_dir is not None else {}))
         service = MeshService(settings)
         service.warm_up()
-        result = service.ask(SearchRequest(query=question, principal=principal, k=k, release=release,
-                                           products=tuple(product) if product else None,
-                                           domains=tuple(domain) if domain else None))
+        req = service.limits.search_request(principal, question, where=("option",), query_loc=("argument", "QUESTION"),
+                                            k=k, release=release, products=product or None, domains=domain or None)
+        result = service.pipeline.run(req, new_request_id())
     answer = result.answer
     if as_json:
-        print_json({"request_id": result.request_id, "answer": answer.as_dict(), "products": list(result.products),
-                    "retrieval": result_as_dict(result.search), "timings_ms": result.timings_ms,
-                    "provenance": {"seq": result.record.seq, "hash": result.record.hash}})
+        print_json({"request_id": result.request_id, "answer": answer.as_dict(), "products": [asdict(p) for p in result.products],
+                    "retrieval": result.search.as_dict(), "timings_ms": result.timings_ms,
+                    "provenance": None if result.record is None else {"seq": result.record.seq,
+                                                                      "hash": result.record.hash}})
         return
     label, style = OUTCOME_STYLE[answer.outcome]
     console.print(f"[{style}]{label}[/] [dim](answerability {answer.support:.2f})[/]")
@@ -69,9 +72,10 @@ def ask(
                           " > ".join(c.heading_path), f"{c.scores.get('support', 0):.2f}")
         console.print(table)
     for p in result.products:
-        f = p["freshness"]
-        console.print(f"[dim]{p['id']}: owner {p['owner']} ({p['team']}), {p['classification']}, "
-                      f"freshness {f['status']} (last update {f['last_update']}, SLA {f['sla_days']:.0f} days)[/]")
+        f = p.freshness
+        last = f.last_update.date().isoformat() if f.last_update else "unknown"
+        console.print(f"[dim]{p.id}: owner {p.owner} ({p.team}), {p.classification}, "
+                      f"freshness {f.status} (last update {last}, SLA {f.sla_days:.0f} days)[/]")
     console.print(f"[dim]request {result.request_id} · release {result.search.release_id} · "
                   f"{answer.dropped_citations} citation(s) dropped · {result.timings_ms['total']:.0f} ms[/]")
 

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from api.cli.common import RootsOption, console, domain_errors, err_console, mesh_roots, print_json
+from indexing.pii import ner_model_problem, policy_entities
 from knowledge.catalog import Catalog, product_details, product_summary
 from knowledge.scaffold import scaffold_product
 
@@ -77,24 +78,42 @@ def validate(
     roots: list[Path] = typer.Argument(None, help="Mesh roots to validate (default: the configured ones)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Validate every product under the roots; exit 1 when any product is invalid."""
+    """Validate every product under the roots; exit 1 when any product is invalid or has a PII policy the
+    scanner here cannot keep."""
     with domain_errors():
         catalog = Catalog.load(mesh_roots(roots))
+    unkept = _unkept_pii_policies(catalog)
     if as_json:
         print_json({
-            "valid": [p.id for p in catalog],
+            "valid": [p.id for p in catalog if p.id not in unkept],
             "invalid": {str(folder): [vars(pr) for pr in problems] for folder, problems in catalog.invalid.items()},
+            "pii_policy_not_kept": unkept,
         })
     else:
         for p in catalog:
-            console.print(f"[green]✓ valid[/]   {p.id}  ({len(p.documents())} documents)")
+            if p.id in unkept:
+                console.print(f"[bold red]✗ PII policy cannot be kept[/] {p.id}: {unkept[p.id]}")
+            else:
+                console.print(f"[green]✓ valid[/]   {p.id}  ({len(p.documents())} documents)")
         for folder, problems in catalog.invalid.items():
             console.print(f"[bold red]✗ invalid[/] {folder}")
             for pr in problems:
                 console.print(f"    {pr.file}: [bold]{pr.field}[/]: {pr.message}\n      [cyan]fix:[/] {pr.hint}")
-        console.print(f"{len(catalog)} valid, {len(catalog.invalid)} invalid")
-    if catalog.invalid:
+        console.print(f"{len(catalog) - len(unkept)} valid, {len(catalog.invalid)} invalid"
+                      + (f", {len(unkept)} with a PII policy the scanner cannot keep" if unkept else ""))
+    if catalog.invalid or unkept:
         raise typer.Exit(1)
+
+
+def _unkept_pii_policies(catalog: Catalog) -> dict[str, str]:
+    """Products whose piiPolicy asks for person names to be found where the NER model is not installed (the
+    indexer blocks them too), each with what to do."""
+    problem = ner_model_problem()
+    if problem is None:
+        return {}
+    return {p.id: (f"{p.contract_path}: customProperties.piiPolicy '{p.pii_policy}' covers person names, which "
+                   f"cannot be detected here: {problem}; or, if its sources hold no personal data, use 'reject'")
+            for p in catalog if "PERSON" in policy_entities(p.pii_policy)}
 
 
 @app.command("scaffold")

@@ -9,7 +9,8 @@ from rich.table import Table
 
 from api.cli.common import console, domain_errors, err_console, print_json
 from knowledge.model import Principal
-from retrieval.searcher import MeshSearcher, result_as_dict
+from retrieval.searcher import MeshSearcher
+from retrieval.serving import ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import CURRENT, SearchRequest
 
@@ -34,14 +35,14 @@ def search(
                           "(pass --as ROLE to read more)[/]")
     with domain_errors():
         settings = RetrievalSettings(**({"data_dir": data_dir} if data_dir is not None else {}))
-        searcher = MeshSearcher(settings)
+        searcher = MeshSearcher(ServingContext(settings))
         searcher.warm_up()
         result = searcher.search(SearchRequest(query=query, principal=principal, k=k or settings.top_k, release=release,
                                                products=tuple(product) if product else None,
                                                domains=tuple(domain) if domain else None))
     if as_json:
         print_json({"query": query, "principal": {"id": principal.id, "roles": sorted(principal.roles)},
-                    **result_as_dict(result)})
+                    **result.as_dict()})
         return
     table = Table(title=f"{len(result.hits)} chunks for {query!r}",
                   caption=f"release {result.release_id}; searched {', '.join(result.params['products_searched']) or 'nothing'}; "

@@ -5,32 +5,27 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from api import examples
-from api.ask_flow import answer_and_record, check_request_id_unused, search_request
-from api.deps import LimitsDep, MetricsDep, PrincipalDep, RequestIdDep, ServiceDep
+from api.deps import MetricsDep, PrincipalDep, RecordIdDep, ServiceDep
 from api.errors import classify, error_responses
 from api.metrics import ApiMetrics
 from api.schemas import (
     ASK_EVENT_SCHEMA,
     AskBody,
     AskResponse,
-    CitationOut,
     CitationsEvent,
-    CitedProduct,
     DoneEvent,
-    HitSnippet,
     RetrievalEvent,
     SentenceEvent,
-    ShortAnswerOut,
 )
-from retrieval.service import AskResult, MeshService
-from retrieval.types import AnswerSentence, SearchRequest, SearchResult
+from retrieval.pipeline import AskEvent, AskResult, Recorded, Retrieved
+from retrieval.types import AnswerSentence
 
 router = APIRouter(prefix="/v1", tags=["ask"])
 log = logging.getLogger("meshrag.api")
@@ -73,46 +68,44 @@ written before the first `sentence` event.
 )
 async def ask(
     body: AskBody,
-    request: Request,
     service: ServiceDep,
     principal: PrincipalDep,
-    limits: LimitsDep,
     metrics: MetricsDep,
-    request_id: RequestIdDep,
+    record_id: RecordIdDep,
 ):  # -> AskResponse | EventSourceResponse
-    req = search_request(
-        limits,
-        principal,
-        body.question,
-        ["body", "question"],
-        k=body.k,
-        release=body.release,
-        products=body.products,
-        domains=body.domains,
-        classifications=body.classifications,
-    )
-    if request.state.request_id_given:
-        await run_in_threadpool(check_request_id_unused, service, request_id)
+    req = service.limits.search_request(
+        principal, body.question, k=body.k, release=body.release, products=body.products,
+        domains=body.domains, classifications=body.classifications)
+    stages = service.pipeline.stages(req, record_id)
+    # Retrieval runs before the response starts, so its errors are ordinary HTTP errors.
+    retrieved = await run_in_threadpool(next, stages)
+    assert isinstance(retrieved, Retrieved)
     if not body.stream:
-        result = await run_in_threadpool(service.ask, req, request_id=request_id)
+        result = await run_in_threadpool(_last, stages)
         metrics.observe_ask("ask", result)
         return AskResponse.of(result)
-    # Retrieval runs before the response starts, so its errors are ordinary HTTP errors.
-    found = await run_in_threadpool(service.search, req)
-    return EventSourceResponse(ask_events(service, metrics, req, found, request_id), sep="\n")
+    return EventSourceResponse(ask_events(stages, retrieved, metrics), sep="\n")
+
+
+def _last(stages: Iterator[AskEvent]) -> AskResult:
+    for event in stages:
+        if isinstance(event, Recorded):
+            return event.result
+    raise AssertionError("the ask pipeline ended without a record")  # pragma: no cover
 
 
 async def ask_events(
-    service: MeshService, metrics: ApiMetrics, req: SearchRequest, found: SearchResult, request_id: str
+    stages: Iterator[AskEvent], retrieved: Retrieved, metrics: ApiMetrics
 ) -> AsyncIterator[ServerSentEvent]:
+    found, request_id = retrieved.search, retrieved.request_id
     yield event(
         "retrieval",
         RetrievalEvent(
-            request_id=request_id, release_id=found.release_id, hits=[HitSnippet.of(h) for h in found.hits]
+            request_id=request_id, release_id=found.release_id, hits=[h.snippet() for h in found.hits]
         ).model_dump_json(),
     )
     try:
-        result: AskResult = await run_in_threadpool(answer_and_record, service, req, found, request_id)
+        result = await run_in_threadpool(_last, stages)
     except Exception as exc:  # the status line is sent: report the error in-band, then end the stream
         status, kind, message = classify(exc)
         log.error("streamed ask failed after retrieval", exc_info=status >= 500)
@@ -133,20 +126,7 @@ async def ask_events(
                 index=index, text=s.text, markers=list(s.markers), support=s.support, rendered=render(s)
             ).model_dump_json(),
         )
-    yield event(
-        "citations",
-        CitationsEvent(
-            citations=[CitationOut.of(c) for c in answer.citations],
-            products=[CitedProduct(**p) for p in result.products],
-            outcome=answer.outcome,
-            abstained=answer.abstained,
-            short=ShortAnswerOut.of(answer.short),
-            support=answer.support,
-            dropped_citations=answer.dropped_citations,
-            closest_products=list(answer.closest_products),
-            answer=answer.text,
-        ).model_dump_json(),
-    )
+    yield event("citations", CitationsEvent.of(result).model_dump_json())
     yield event(
         "done",
         DoneEvent(

@@ -3,7 +3,6 @@ owners, freshness, and the releases that serve them."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -13,48 +12,11 @@ from api import examples
 from api.deps import PrincipalDep, ServiceDep
 from api.errors import error_responses
 from api.schemas import CatalogResponse, Classification, ProductDetail, ProductSummary, ProductVersion
-from knowledge.model import KnowledgeProduct, Principal
-from retrieval.searcher import QUESTION_WORDS
+from knowledge.catalog_search import search_catalog
+from knowledge.model import Principal
 from retrieval.service import MeshService
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
-_WORD = re.compile(r"\w+")
-_STOP = QUESTION_WORDS | frozenset(
-    [
-        "a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "about",
-        "product", "products",
-    ]
-)
-
-
-def metadata_words(product: KnowledgeProduct) -> set[str]:
-    """Every word of the product's catalog metadata (contract and descriptor text), lower-cased."""
-    parts = [
-        product.id,
-        product.domain,
-        product.name,
-        product.title,
-        product.purpose,
-        product.usage,
-        product.limitations,
-        product.team,
-        product.owner.name,
-        product.owner.username,
-        product.classification,
-        *product.tags,
-        *(m.name for m in product.members),
-    ]
-    return {w.lower() for part in parts for w in _WORD.findall(part)}
-
-
-def match_count(query: str, words: set[str]) -> int:
-    """How many distinct query words (question words dropped) the metadata contains; a word also
-    matches longer words it starts ("revenue" matches "revenues")."""
-    terms = {w.lower() for w in _WORD.findall(query)}
-    terms = {t for t in terms if t not in _STOP} or terms
-    return sum(1 for t in terms if t in words or (len(t) >= 3 and any(w.startswith(t) for w in words)))
-
-
 def list_products(
     service: MeshService,
     principal: Principal,
@@ -64,15 +26,13 @@ def list_products(
     tag: str | None,
     classification: str | None,
 ) -> CatalogResponse:
-    products = service.searcher.catalog.filter(
+    products = service.context.catalog.filter(
         domain=domain, owner=owner, tag=tag, classification=classification, principal=principal
     )
     if not q:
         rows = [ProductSummary.of(p) for p in products]
     else:
-        scored = [(match_count(q, metadata_words(p)), p) for p in products]
-        scored = sorted(((n, p) for n, p in scored if n > 0), key=lambda np_: (-np_[0], np_[1].id))
-        rows = [ProductSummary.of(p, match=n) for n, p in scored]
+        rows = [ProductSummary.of(p, match=n) for n, p in search_catalog(products, q)]
     return CatalogResponse(count=len(rows), products=rows)
 
 
@@ -114,8 +74,8 @@ async def catalog(
 
 
 def product_detail(service: MeshService, principal: Principal, product_id: str) -> ProductDetail:
-    product = service.searcher.catalog.get(product_id, principal)  # unreadable == missing
-    registry = service.searcher.releases
+    product = service.context.catalog.get(product_id, principal)  # unreadable == missing
+    registry = service.context.releases
     current = registry.current_id()
     versions = [
         ProductVersion(

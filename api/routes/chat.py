@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from api import examples
-from api.ask_flow import check_request_id_unused, search_request
 from api.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -23,10 +22,11 @@ from api.chat import (
     model_id,
     stream_chunks,
 )
-from api.deps import LimitsDep, MetricsDep, PrincipalDep, RequestIdDep, ServiceDep, SettingsDep
-from api.errors import LimitExceeded, UnknownModel, error_responses
+from api.deps import MetricsDep, PrincipalDep, RecordIdDep, ServiceDep, SettingsDep
+from api.errors import UnknownModel, error_responses
 from api.followup import standalone_question
 from api.schemas import sse_event_schema
+from retrieval.requests import RequestLimitExceeded
 
 CHAT_EVENT_SCHEMA = sse_event_schema(
     {"message": "ChatCompletionChunk"},
@@ -78,43 +78,32 @@ at a time, then `finish_reason: "stop"` with the extension), ending with `data: 
 )
 async def chat_completions(
     body: ChatCompletionRequest,
-    request: Request,
     service: ServiceDep,
     principal: PrincipalDep,
-    limits: LimitsDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    request_id: RequestIdDep,
+    record_id: RecordIdDep,
 ):  # -> ChatCompletion | EventSourceResponse
     served = model_id(settings.answerer)
     if body.model != served:
         raise UnknownModel(f"model {body.model!r} is not served here; use {served!r} (GET /v1/models)")
     last = len(body.messages) - 1
     if body.messages[last].role != "user":
-        raise LimitExceeded(
-            ["body", "messages", last, "role"],
+        raise RequestLimitExceeded(
+            ("body", "messages", last, "role"),
             "the last message must be the user's question",
             kind="value_error",
         )
     turns = [(i, m.text()) for i, m in enumerate(body.messages) if m.role == "user"]
-    limits.question(turns[-1][1], ["body", "messages", last, "content"])
+    question_loc = ("body", "messages", last, "content")
+    service.limits.question(turns[-1][1], question_loc)
     rewrite = standalone_question([text for _, text in turns if text.strip()])
     options = body.meshrag or ChatOptions()
-    req = search_request(
-        limits,
-        principal,
-        rewrite.question,
-        ["body", "messages", last, "content"],
-        k=options.k,
-        release=options.release,
-        products=options.products,
-        domains=options.domains,
-        classifications=options.classifications,
-        prefix=("body", "meshrag"),
-    )
-    if request.state.request_id_given:
-        await run_in_threadpool(check_request_id_unused, service, request_id)
-    result = await run_in_threadpool(service.ask, req, request_id=request_id)
+    req = service.limits.search_request(
+        principal, rewrite.question, where=("body", "meshrag"), query_loc=question_loc, k=options.k,
+        release=options.release, products=options.products, domains=options.domains,
+        classifications=options.classifications)
+    result = await run_in_threadpool(service.pipeline.run, req, record_id)
     metrics.observe_ask("chat", result)
     ext = extension(result, rewrite.rewritten, rewrite.rule)
     if not body.stream:

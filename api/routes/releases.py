@@ -21,11 +21,11 @@ router = APIRouter(prefix="/v1", tags=["releases"])
 
 def readable(service: MeshService, release: Release, principal: Principal) -> list[ProductEntry]:
     """The release's products the principal may read under the catalog's current contracts."""
-    return list(readable_entries(release, service.searcher.catalog, principal).values())
+    return list(readable_entries(release, service.context.catalog, principal).values())
 
 
 def list_releases(service: MeshService, principal: Principal) -> ReleaseList:
-    registry = service.searcher.releases
+    registry = service.context.releases
     current = registry.current_id()
     return ReleaseList(
         current=current,
@@ -34,7 +34,7 @@ def list_releases(service: MeshService, principal: Principal) -> ReleaseList:
 
 
 def get_release(service: MeshService, principal: Principal, release_id: str) -> ReleaseDetail:
-    registry = service.searcher.releases
+    registry = service.context.releases
     release = registry.get(release_id)
     current = registry.current_id()
     return ReleaseDetail(

@@ -6,8 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from api import examples
-from api.ask_flow import search_request
-from api.deps import LimitsDep, MetricsDep, PrincipalDep, RequestIdDep, ServiceDep
+from api.deps import MetricsDep, PrincipalDep, RequestIdDep, ServiceDep
 from api.errors import error_responses
 from api.schemas import SearchBody, SearchResponse
 
@@ -24,25 +23,15 @@ async def search(
     body: SearchBody,
     service: ServiceDep,
     principal: PrincipalDep,
-    limits: LimitsDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
 ) -> SearchResponse:
     """Hybrid retrieval (dense + BM25, fused: z-scores by default, RRF with MESHRAG_FUSION=rrf) over the products you may read. Filters only
     narrow; naming a product you cannot read is answered like a product that does not exist."""
-    req = search_request(
-        limits,
-        principal,
-        body.query,
-        ["body", "query"],
-        k=body.k,
-        release=body.release,
-        products=body.products,
-        domains=body.domains,
-        classifications=body.classifications,
-        documents=body.documents,
-        rerank=body.rerank,
-    )
+    req = service.limits.search_request(
+        principal, body.query, query_loc=("body", "query"), k=body.k, release=body.release,
+        products=body.products, domains=body.domains, classifications=body.classifications,
+        documents=body.documents, rerank=body.rerank)
     result = await run_in_threadpool(service.search, req)
     metrics.observe_search("search", result)
     return SearchResponse.of(request_id, result)

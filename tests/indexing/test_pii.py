@@ -32,6 +32,11 @@ def found(scanner: PiiScanner, text: str) -> list[tuple[str, str]]:
         ("IBAN DE89 3704 0044 0532 0130 00 for refunds", "IBAN_CODE", "DE89 3704 0044 0532 0130 00"),
         ("SSN 536-22-1234 on the form", "US_SSN", "536-22-1234"),
         ("logged in from 192.168.10.20 twice", "IP_ADDRESS", "192.168.10.20"),
+        ("Shipping zip is 97214.", "POSTCODE", "97214"),
+        ("Could you confirm the postcode?\n\n[10:04] Harriet: 22207.", "POSTCODE", "22207"),
+        ("ship to 12 Elm St, Portland, OR 97214-1203 please", "POSTCODE", "97214-1203"),
+        ("my flat is at SW1A 1AA in London", "POSTCODE", "SW1A 1AA"),
+        ("post code: M1 1AE", "POSTCODE", "M1 1AE"),
     ],
 )
 def test_finds_personal_data(pii_scanner, text, entity, value):
@@ -43,7 +48,9 @@ def test_finds_personal_data(pii_scanner, text, entity, value):
     [
         "Order 1000234 shipped on 2024-03-15 and was delivered 03/15/2024.",
         "Order CK-7730215 totalled $1,234.56; FY2025 net revenue was $84,200,000 (4,512,300 units).",
-        "Invoice INV-2024-00017, PO 4500012345, zip 97214, SKU 100-200-300, GL 4000-100.",
+        "Invoice INV-2024-00017, PO 4500012345, SKU 100-200-300, GL 4000-100, 97214 units.",
+        "Verify the postcode. Order CK-7730215 totalled $97,214.00 and ticket 41820-A was closed.",
+        "FY25 Q3 revenue; GL code 4000 in the OR 2025 plan; 12345 bags in 2026.",
         "Version 1.2.3 released at 09:17 on 2026-10-14T09:17:00Z; churn was 4.1% in Q3 2026.",
         "Card 4111 1111 1111 1112 fails the Luhn check.",
         "Refund order 5035550147 within 30 days.",

@@ -18,6 +18,7 @@ from indexing.types import Embedder
 from knowledge.settings import SAMPLE_MESH
 from retrieval.answer.model import Thresholds
 from retrieval.searcher import MeshSearcher
+from retrieval.serving import ServingContext
 from retrieval.settings import RetrievalSettings
 
 TEMPLATE = SAMPLE_MESH / "platform" / "mesh-handbook"
@@ -97,7 +98,7 @@ class SmallMesh:
         return RetrievalSettings(data_dir=self.data_dir, mesh_roots=[self.root], embedder="hash", **overrides)
 
     def searcher(self, **overrides: Any) -> MeshSearcher:
-        searcher = MeshSearcher(self.settings(**overrides))
+        searcher = MeshSearcher(ServingContext(self.settings(**overrides)))
         searcher.warm_up()
         return searcher
 
@@ -133,7 +134,7 @@ def sample_settings(sample_index: Path) -> RetrievalSettings:
 
 @pytest.fixture(scope="session")
 def sample_searcher(sample_settings: RetrievalSettings, minilm: Embedder) -> MeshSearcher:
-    searcher = MeshSearcher(sample_settings, embedder=minilm)
+    searcher = MeshSearcher(ServingContext(sample_settings, embedder=minilm))
     searcher.warm_up()
     return searcher
 

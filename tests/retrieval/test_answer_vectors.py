@@ -43,10 +43,10 @@ def test_precomputed_vectors_equal_vectors_computed_on_demand(small_mesh: SmallM
     service.prepare_answer_vectors()
     fresh = MeshService(small_mesh.settings())
     fresh.warm_up()
-    chunk = next(iter(fresh.searcher.chunks_of(next(iter(fresh.searcher.release().products.values())).chunk_version)))
+    chunk = next(iter(fresh.context.chunks_of(next(iter(fresh.context.release().products.values())).chunk_version)))
     texts = fresh.answerer.passages(chunk)
     stored = fresh.answerer.scorer.embed(texts)
-    direct = fresh.searcher.embedder.embed_documents(texts)
+    direct = fresh.context.embedder.embed_documents(texts)
     assert stored == pytest.approx(direct, abs=1e-6)
 
 
@@ -61,7 +61,7 @@ def test_prepared_passages_are_held_in_memory_so_answers_read_no_store(small_mes
     # Wipe the persistent cache underneath the running service: every passage is still at hand.
     with sqlite3.connect(small_mesh.settings().resolved_cache_dir() / "embeddings.sqlite") as conn:
         assert conn.execute("DELETE FROM embeddings").rowcount >= report["passages"]
-    passages = [t for entry in service.searcher.release().products.values()
-                for chunk in service.searcher.chunks_of(entry.chunk_version)
+    passages = [t for entry in service.context.release().products.values()
+                for chunk in service.context.chunks_of(entry.chunk_version)
                 for t in service.answerer.passages(chunk)]
     assert service.answerer.scorer.missing(passages) == []

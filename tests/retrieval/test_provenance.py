@@ -33,6 +33,7 @@ from retrieval.provenance import (
     record_from,
     record_hash,
 )
+from retrieval.requests import RequestIdConflict
 from retrieval.types import Answer, Citation, RetrievedChunk, SearchResult
 
 ALICE = Principal("alice", frozenset({"finance-analyst", "staff"}))
@@ -410,7 +411,7 @@ def test_reappending_the_same_request_is_idempotent_but_a_different_one_is_refus
     first = log.append(make_record(1))
     assert log.append(make_record(1)) == first  # e.g. a retry after a lost commit acknowledgement
     other = make_record(2)
-    with pytest.raises(ConfigError, match="already has a different provenance record"):
+    with pytest.raises(RequestIdConflict, match="already names one of your earlier answers"):
         log.append(replace(other, request_id="req-001"))
     with pytest.raises(ValueError, match="already chained"):
         log.append(first)
@@ -597,8 +598,8 @@ def test_appends_queued_during_a_commit_share_the_next_one(tmp_path: Path) -> No
     assert out["first"].seq == 1
     assert sorted(out[f"r{i}"].seq for i in range(2, 7)) == [2, 3, 4, 5, 6]
     assert out["retry-of-r2"] == out["r2"]
-    assert isinstance(out["conflict-with-r3"], ConfigError)
-    assert "already has a different provenance record" in str(out["conflict-with-r3"])
+    assert isinstance(out["conflict-with-r3"], RequestIdConflict)
+    assert "already names one of your earlier answers" in str(out["conflict-with-r3"])
     report = log.verify()
     assert report.ok and report.records == report.head_seq == 6
     for key in ("first", *(f"r{i}" for i in range(2, 7))):

@@ -12,6 +12,7 @@ from indexing.embedder import bundled_minilm_path
 from indexing.types import Embedder
 from knowledge.model import Principal
 from retrieval.searcher import MeshSearcher
+from retrieval.serving import ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import SearchRequest
 
@@ -49,7 +50,7 @@ def test_quality_targets_and_hybrid_beats_each_list(sample_settings: RetrievalSe
     assert hybrid["overall"]["recall@5"] >= 0.90, hybrid
     assert hybrid["overall"]["ndcg@10"] >= 0.80, hybrid
     for weights in ({"keyword_weight": 0.0}, {"dense_weight": 0.0}):
-        single = MeshSearcher(sample_settings.model_copy(update=weights), embedder=minilm)
+        single = MeshSearcher(ServingContext(sample_settings.model_copy(update=weights), embedder=minilm))
         single.warm_up()
         table, _, _ = evaluate(single)
         for metric in ("recall@5", "ndcg@10"):
@@ -65,8 +66,9 @@ def test_cross_encoder_rerank_seam(sample_settings: RetrievalSettings, minilm: E
     torch.manual_seed(0)
     folder = tmp_path / "cross-encoder"
     CrossEncoder(str(bundled_minilm_path()), num_labels=1, device="cpu").save(str(folder))
-    searcher = MeshSearcher(sample_settings.model_copy(update={"reranker_model": str(folder),
-                                                               "rerank_candidates": 10}), embedder=minilm)
+    searcher = MeshSearcher(ServingContext(sample_settings.model_copy(update={"reranker_model": str(folder),
+                                                                              "rerank_candidates": 10}),
+                                           embedder=minilm))
     searcher.warm_up()
     principal = Principal("a", frozenset({"analyst"}))
     result = searcher.search(SearchRequest("How is net revenue defined?", principal, k=5))

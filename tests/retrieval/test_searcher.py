@@ -9,6 +9,7 @@ from indexing.releases import ReleaseRegistry
 from knowledge.errors import ConfigError, ProductNotFound, ReleaseNotFound
 from knowledge.model import Principal
 from retrieval.searcher import MeshSearcher
+from retrieval.serving import ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import SearchRequest
 from tests.retrieval.conftest import INTERNAL, PUBLIC, RESTRICTED, SmallMesh
@@ -149,7 +150,7 @@ def test_same_document_decay_spreads_the_top_over_documents(small_mesh: SmallMes
 
 
 def test_bad_requests_and_lifecycle(small_mesh: SmallMesh):
-    cold = MeshSearcher(small_mesh.settings())
+    cold = MeshSearcher(ServingContext(small_mesh.settings()))
     with pytest.raises(RuntimeError, match="warm_up"):
         ask(cold, "anything")
     searcher = small_mesh.searcher()
@@ -162,16 +163,16 @@ def test_bad_requests_and_lifecycle(small_mesh: SmallMesh):
 
 
 def test_release_of_another_embedder_is_refused(small_mesh: SmallMesh):
-    searcher = MeshSearcher(RetrievalSettings(data_dir=small_mesh.data_dir, mesh_roots=[small_mesh.root],
-                                              embedder="hash"), embedder=_hash(dim=64))
+    settings = RetrievalSettings(data_dir=small_mesh.data_dir, mesh_roots=[small_mesh.root], embedder="hash")
+    searcher = MeshSearcher(ServingContext(settings, embedder=_hash(dim=64)))
     searcher.warm_up()
     with pytest.raises(ConfigError, match="MESHRAG_EMBEDDER"):
         ask(searcher, "owner")
 
 
 def test_no_release_yet(tmp_path, small_mesh: SmallMesh):
-    searcher = MeshSearcher(RetrievalSettings(data_dir=tmp_path / "empty", mesh_roots=[small_mesh.root],
-                                              embedder="hash"))
+    settings = RetrievalSettings(data_dir=tmp_path / "empty", mesh_roots=[small_mesh.root], embedder="hash")
+    searcher = MeshSearcher(ServingContext(settings))
     searcher.warm_up()
     with pytest.raises(ReleaseNotFound, match="meshrag index"):
         ask(searcher, "owner")
