@@ -10,13 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from indexing.releases import ProductEntry, Release
 from knowledge.catalog import Freshness, product_details, product_summary
-from knowledge.model import KnowledgeProduct
+from knowledge.model import Classification, KnowledgeProduct
 from retrieval.pipeline import AskResult, ProductFacts
 from retrieval.provenance import ProvenanceRecord
 from retrieval.requests import client_id_of
 from retrieval.types import Answer, Citation, Hit, HitSnippet, Outcome, SearchResult, ShortAnswer
 
-Classification = Literal["public", "internal", "confidential", "restricted"]
 OUTCOME_DESCRIPTION = (
     "`answered`: sentences that answer, each verified against what it cites; `possibly_relevant`: no "
     "confirmed answer, the best passages quoted and cited under a line saying so; `abstained`: nothing "
