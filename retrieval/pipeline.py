@@ -98,10 +98,7 @@ class AskPipeline:
                                  products=self._products_of(answer, req.principal), timings_ms=timings))
 
     def run(self, req: SearchRequest, request_id: str) -> AskResult:
-        for event in self.stages(req, request_id):
-            if isinstance(event, Recorded):
-                return event.result
-        raise AssertionError("the ask pipeline ended without a record")  # pragma: no cover
+        return finish(self.stages(req, request_id))
 
     def _record(self, request_id: str, req: SearchRequest, found: SearchResult, answer: Answer,
                 timings: dict[str, float]) -> ProvenanceRecord | None:
@@ -116,6 +113,14 @@ class AskPipeline:
 
 
 QUESTION_DIGEST = "sha256:"  # how a text kept only as its digest begins
+
+
+def finish(stages: Iterator[AskEvent]) -> AskResult:
+    """Run the remaining stages of an ask; its result (for entry points that render no early event)."""
+    for event in stages:
+        if isinstance(event, Recorded):
+            return event.result
+    raise AssertionError("the ask pipeline ended without a record")  # pragma: no cover
 
 
 def _digest(text: str) -> str:

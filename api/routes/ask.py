@@ -24,7 +24,7 @@ from api.schemas import (
     RetrievalEvent,
     SentenceEvent,
 )
-from retrieval.pipeline import AskEvent, AskResult, Recorded, Retrieved
+from retrieval.pipeline import AskEvent, Retrieved, finish
 from retrieval.types import AnswerSentence
 
 router = APIRouter(prefix="/v1", tags=["ask"])
@@ -81,17 +81,10 @@ async def ask(
     retrieved = await run_in_threadpool(next, stages)
     assert isinstance(retrieved, Retrieved)
     if not body.stream:
-        result = await run_in_threadpool(_last, stages)
+        result = await run_in_threadpool(finish, stages)
         metrics.observe_ask("ask", result)
         return AskResponse.of(result)
     return EventSourceResponse(ask_events(stages, retrieved, metrics), sep="\n")
-
-
-def _last(stages: Iterator[AskEvent]) -> AskResult:
-    for event in stages:
-        if isinstance(event, Recorded):
-            return event.result
-    raise AssertionError("the ask pipeline ended without a record")  # pragma: no cover
 
 
 async def ask_events(
@@ -105,7 +98,7 @@ async def ask_events(
         ).model_dump_json(),
     )
     try:
-        result = await run_in_threadpool(_last, stages)
+        result = await run_in_threadpool(finish, stages)
     except Exception as exc:  # the status line is sent: report the error in-band, then end the stream
         status, kind, message = classify(exc)
         log.error("streamed ask failed after retrieval", exc_info=status >= 500)

@@ -59,3 +59,19 @@ def make_doc(tmp_path: Path) -> Callable[..., SourceDocument]:
         return load_document(product_id, path, name)
 
     return make
+
+
+def pg_rows(dsn: str, schema: str) -> list[tuple[str, bytes]]:
+    """Every row of every table in `schema`, as (table, repr bytes): for checks that no stored artefact
+    holds some text."""
+    import psycopg
+
+    rows = []
+    with psycopg.connect(dsn) as conn:
+        tables = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                              (schema,)).fetchall()
+        assert tables
+        for (table,) in tables:
+            for row in conn.execute(f'SELECT * FROM "{schema}"."{table}"'):
+                rows.append((table, repr(row).encode()))
+    return rows

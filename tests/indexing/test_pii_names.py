@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from indexing.pii import NER_PACKAGE, NER_VERSION, PiiScanner, ner_model_problem, policy_entities
@@ -25,6 +24,7 @@ from indexing.settings import IndexSettings
 from indexing.sources import load_document
 from knowledge.catalog import Catalog
 from knowledge.settings import SAMPLE_MESH
+from tests.indexing.conftest import pg_rows
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PLANTED = json.loads((FIXTURES / "planted_pii.json").read_text())
@@ -118,13 +118,8 @@ def test_no_planted_name_or_postcode_is_stored_anywhere(tmp_path, store, request
     assert "Luis Carvalho" in chunks and "Sanjay Mehta" in chunks
 
     if store == "pgvector":
-        with psycopg.connect(extra["dsn"]) as conn:
-            tables = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                                  (extra["pg_schema"],)).fetchall()
-            assert tables
-            for (table,) in tables:
-                for row in conn.execute(f'SELECT * FROM "{extra["pg_schema"]}"."{table}"'):
-                    assert not _leaks(repr(row).encode()), (table, row)
+        for table, row in pg_rows(extra["dsn"], extra["pg_schema"]):
+            assert not _leaks(row), (table, row)
 
 
 def test_names_are_redacted_only_under_redact():

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 import yaml
 
@@ -24,6 +23,7 @@ from indexing.stores.factory import create_store
 from indexing.types import SearchFilter
 from indexing.versions import VersionStore
 from knowledge.settings import SAMPLE_MESH
+from tests.indexing.conftest import pg_rows
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -185,14 +185,7 @@ def test_redacted_product_stores_no_planted_pii(tmp_path, store, request):
     assert "<EMAIL_ADDRESS>" in chunks_text and "<CREDIT_CARD>" in chunks_text and "<PHONE_NUMBER>" in chunks_text
 
     if store == "pgvector":
-        rows = []
-        with psycopg.connect(extra["dsn"]) as conn:
-            tables = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                                  (extra["pg_schema"],)).fetchall()
-            assert tables
-            for (table,) in tables:
-                for row in conn.execute(f'SELECT * FROM "{extra["pg_schema"]}"."{table}"'):
-                    rows.append((table, repr(row).encode()))
+        rows = pg_rows(extra["dsn"], extra["pg_schema"])
         assert rows
         _assert_no_planted_pii(rows)
 
