@@ -36,6 +36,7 @@ from api.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from api.routes import ask, catalog, chat, health, metrics, provenance, releases, search
 from api.schemas import CitationsEvent, DoneEvent, ErrorResponse, RetrievalEvent, SentenceEvent
 from api.settings import ApiSettings
+from api.web import install_web
 from retrieval.service import MeshService
 
 log = logging.getLogger("meshrag.api")
@@ -206,6 +207,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (ask, search, catalog, releases, provenance, chat, health, metrics):
         app.include_router(module.router)
     install_offline_docs(app)
+    install_web(app)
     if settings.rate_limit:
         app.add_middleware(
             RateLimitMiddleware, settings=settings, keys=lambda: app.state.keys, metrics=app_metrics

@@ -102,6 +102,9 @@ _UK_POSTCODE = re.compile(r"(?<![\w-])(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?
 _NAME_WORD = r"(?:[A-Z]['’])?[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"
 _NAME_RUN = re.compile(rf"(?<![\w@.'’-]){_NAME_WORD}(?: {_NAME_WORD}){{0,3}}(?![\w@-])")
 _NAME_WORDS = re.compile(_NAME_WORD)
+# Two name words side by side, anywhere: without them no model entity can hold a name of two words (the only
+# kind `_names` trusts), so the model is not run. Most questions are such texts.
+_NAME_PAIR = re.compile(rf"{_NAME_WORD} {_NAME_WORD}")
 _BEFORE_EMAIL = re.compile(rf"({_NAME_WORD}(?: {_NAME_WORD}){{0,3}})[ \t]*[<(\[][ \t]*(?:mailto:)?([\w.%+-]+)@")
 _GREETING = re.compile(
     r"(?<![\w-])(?:(?i:hi|hello|hey|dear|thanks|thank you|good (?:morning|afternoon|evening)|bye|goodbye),?[ \t]+"
@@ -350,6 +353,8 @@ class PiiScanner:
     def _model_names(self, text: str) -> dict[str, set[tuple[int, int]]]:
         """The model's PERSON entities, each cut to its run of capitalised name words: run → its spans."""
         names: dict[str, set[tuple[int, int]]] = {}
+        if _NAME_PAIR.search(text) is None:
+            return names
         for offset, window in _windows(text):
             for ent in self._ner(window).ents:
                 run = _NAME_RUN.search(ent.text) if ent.label_ == "PERSON" else None
