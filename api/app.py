@@ -210,7 +210,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_web(app)
     if settings.rate_limit:
         app.add_middleware(
-            RateLimitMiddleware, settings=settings, keys=lambda: app.state.keys, metrics=app_metrics
+            RateLimitMiddleware, settings=settings, keys=lambda: app.state.keys, metrics=app_metrics,
+            sessions=lambda: app.state.web_sessions,
         )
     if settings.cors_origins:
         app.add_middleware(

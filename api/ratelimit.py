@@ -1,13 +1,16 @@
 """Per-client rate limits, daily quotas and a bound on concurrent MCP requests, for every HTTP entry point
 (REST, SSE, chat, MCP, docs) but liveness, readiness and metrics.
 
-A caller is its API key's id when it presents a valid key, else its address (an IPv6 address counts as
+A caller is its API key's id when it presents a valid key (or a web session signed in with one: the page
+and the API share the key's budget), else its address (an IPv6 address counts as
 its /64, which one client usually holds whole). A wrong or unknown key counts against the address, so
 guessing keys is throttled there, and the route still answers 401; it never touches a real key's budget.
 
 Each caller has a token bucket: `burst` requests at once, refilled at `per_minute`, so over any t seconds
 at most `burst + per_minute * t / 60` requests get through; plus, optionally, `per_day` requests per UTC
 day. A refused request is answered 429 with Retry-After (whole seconds, ≥ 1) and consumes nothing.
+The web page's static files (stylesheets, its one script: no data) are not counted, so loading a page is
+one request, like an API call.
 
 Why a small token bucket rather than the `limits` library: one bucket is exactly "a burst, then a
 sustained rate", where `limits` counts requests in windows (fixed, moving, sliding) and needs two limits
@@ -35,10 +38,13 @@ from api.errors import InvalidApiKey, KeyStoreUnavailable
 from api.metrics import ApiMetrics
 from api.request_context import send_error
 from api.settings import ApiSettings
+from api.web import ASSETS
+from api.web.session import COOKIE, SessionStore
 
 log = logging.getLogger("meshrag.api")
 # Probes and scrapes are never limited: a throttled /readyz would take a healthy node out of rotation.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+EXEMPT_PREFIXES = (ASSETS + "/",)
 MCP_PREFIX = "/mcp"
 DAY_S = 86_400
 
@@ -209,8 +215,17 @@ def client_address(scope: Scope) -> str:
     return str(address)
 
 
+def _cookie(header: str | None, name: str) -> str | None:
+    """One cookie's value from a Cookie header."""
+    for part in (header or "").split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value
+    return None
+
+
 def _headers(scope: Scope) -> dict[str, str]:
-    wanted = {b"authorization", b"x-api-key"}
+    wanted = {b"authorization", b"x-api-key", b"cookie"}
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
             if k.lower() in wanted}
 
@@ -226,10 +241,12 @@ class RateLimitMiddleware:
         settings: ApiSettings,
         keys: Callable[[], KeyStore],
         metrics: ApiMetrics,
+        sessions: Callable[[], SessionStore] | None = None,
         backend: RateLimitBackend | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.sessions = sessions
         self.metrics = metrics
         self.keyed, self.anonymous = policies(settings)
         self.backend = backend or MemoryRateLimitBackend()
@@ -241,7 +258,7 @@ class RateLimitMiddleware:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root):]
-        if scope["type"] != "http" or path in EXEMPT_PATHS:
+        if scope["type"] != "http" or path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
         caller = self.caller(scope)
@@ -266,6 +283,9 @@ class RateLimitMiddleware:
         headers = _headers(scope)
         try:
             key = presented_key(headers.get("authorization"), headers.get("x-api-key"))
+            if key is None and self.sessions is not None:
+                session = self.sessions().get(_cookie(headers.get("cookie"), COOKIE))
+                key = session.key if session is not None else None
             if key is not None:
                 self.keys().principal_for(key)
                 return Caller(f"key:{key_id(key)}", self.keyed)

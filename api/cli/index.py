@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich import box
 from rich.table import Table
 
 from api.cli.common import console, domain_errors, err_console, print_json
@@ -28,16 +29,23 @@ def index_settings(data_dir: Path | None = None, **overrides) -> IndexSettings:
     return IndexSettings(**values)
 
 
-def print_index_report(report: IndexReport) -> None:
-    table = Table(title="index run", caption="docs: added/changed/removed; PII: findings (redacted, rejected or allowed per policy)")
-    table.add_column("product", no_wrap=True)
+def index_report_table(report: IndexReport) -> Table:
+    """The per-product summary of a run. It fits 80 columns for ids up to ~30 characters (one space between
+    columns, no outer border); a longer id folds onto a second line instead of being cut off."""
+    table = Table(title="index run", caption="docs: added/changed/removed · PII: findings (handled per policy)",
+                  box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
+    table.add_column("product", overflow="fold")
     for col in ("docs", "chunks", "embedded", "reused", "PII", "gate", "s"):
-        table.add_column(col, justify="left" if col == "gate" else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col == "gate" else "right", overflow="fold")
     for p in report.products:
         gate = "[green]passed[/]" if p.gate == "passed" else "[bold red]blocked[/]"
         table.add_row(p.product_id, f"{p.added}/{p.changed}/{p.removed}", str(p.chunks), str(p.embedded),
                       str(p.reused), str(sum(p.pii_findings.values())), gate, f"{p.seconds:.1f}")
-    console.print(table)
+    return table
+
+
+def print_index_report(report: IndexReport) -> None:
+    console.print(index_report_table(report))
     for p in report.products:
         if p.gate == "blocked":
             console.print(f"[bold red]blocked[/] {p.product_id}: {p.reason}")

@@ -69,7 +69,7 @@ def serve(
 
     from api.app import create_app
 
-    err_console.print(f"serving on http://{settings.host}:{settings.port} (docs at /docs)")
+    err_console.print(f"serving on http://{settings.host}:{settings.port}: the web page at /, API docs at /docs")
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -25,7 +25,7 @@ from knowledge.settings import SAMPLE_MESH
 from tests.api.conftest import serving
 
 BURST = 3
-KEYS = ("rest", "chat", "mcp", "spent", "fresh", "guessed", "inflight", "off")
+KEYS = ("rest", "chat", "mcp", "spent", "fresh", "guessed", "inflight", "off", "web")
 QUESTION = "Who owns the revenue reporting product?"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
@@ -135,6 +135,22 @@ def test_one_keys_exhaustion_limits_no_other_key_or_address(limited, hash_index)
         assert send(fresh, REST).status_code == 200
     with client(limited, "127.0.0.5") as anonymous:
         assert send(anonymous, REST).status_code == 200
+
+
+def test_a_web_session_spends_its_keys_budget_and_stylesheets_cost_nothing(limited, hash_index):
+    _, keys = hash_index
+    with client(limited, "127.0.0.9") as browser:
+        signed_in = browser.post("/signin", data={"api_key": keys["web"]})  # counts against the address
+        assert signed_in.status_code == 303, signed_in.text
+        for _ in range(3 * BURST):  # static files of the page: no data, not counted
+            assert browser.get("/assets/app.css").status_code == 200
+        for _ in range(BURST):
+            assert browser.get("/signin").status_code == 200
+        refused = browser.get("/signin")
+        assert_rate_limited(refused, "MESHRAG_RATE_LIMIT_KEYED")
+    # The page and the API share the key's budget: the same key from elsewhere is refused too.
+    with client(limited, "127.0.0.10", keys["web"]) as api:
+        assert_rate_limited(send(api, REST), "MESHRAG_RATE_LIMIT_KEYED")
 
 
 def test_a_wrong_key_is_401_and_counts_against_its_address_only(limited, hash_index):
