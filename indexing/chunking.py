@@ -28,7 +28,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from indexing.injection import detect_prompt_injection
@@ -117,7 +117,7 @@ class Chunker:
 
     NAME = "heading-aware-chunker"
     # Bump when the cutting rules change: chunk ids (and chunk product versions) change with it.
-    VERSION = "1"
+    VERSION = "2"  # 2: headings and titles redacted like the text under them
 
     def __init__(
         self, config: ChunkerConfig, model_token_counter: TokenCounter, model_max_tokens: int
@@ -169,6 +169,10 @@ class Chunker:
         if self._encoding is None:
             raise RuntimeError("Chunker is not warmed up: call warm_up() first")
         sections = _sections(doc.text, find_headings(doc.text, doc.format))
+        if pii_redactor is not None and pii_findings:
+            # Heading paths and the title go into every chunk's context (embedded, stored, shown as the
+            # citation's section): a name in "QA REVIEW - <name>" is redacted there as in the text.
+            doc, sections = _redact_headings(doc, sections, pii_findings)
         section_starts = [s.start for s in sections]
         chunks: list[Chunk] = []
         truncated = 0
@@ -384,6 +388,21 @@ def _groups(sections: Sequence[_Section]) -> list[list[_Section]]:
         else:
             groups[-1].append(section)
     return groups
+
+
+def _redact_headings(
+    doc: SourceDocument, sections: Sequence[_Section], findings: Sequence[PiiFinding]
+) -> tuple[SourceDocument, list[_Section]]:
+    """`doc`'s title and the sections' heading paths with every string a finding covers in the text
+    replaced by its placeholder, longest first (the findings cover every occurrence in the text)."""
+    found = {doc.text[f.start:f.end]: f"<{f.entity_type}>" for f in findings if f.end > f.start}
+    pattern = re.compile("|".join(re.escape(s) for s in sorted(found, key=len, reverse=True)))
+
+    def redact(value: str) -> str:
+        return pattern.sub(lambda m: found[m.group(0)], value) if value else value
+
+    return (replace(doc, title=redact(doc.title)),
+            [replace(s, path=tuple(redact(p) for p in s.path)) for s in sections])
 
 
 def _heading_path(

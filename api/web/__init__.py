@@ -21,9 +21,9 @@ ASSETS = "/assets"
 
 def install_web(app: FastAPI) -> None:
     """Add the pages and their assets to `app` (sessions live in `app.state.web_sessions`)."""
-    from api.web import ask, catalog, provenance, releases, signin
+    from api.web import ask, catalog, documents, provenance, releases, signin
 
     app.state.web_sessions = SessionStore()
     app.mount(ASSETS, StaticFiles(directory=str(files("api.web") / "static")), name="web-assets")
-    for module in (signin, ask, catalog, releases, provenance):
+    for module in (signin, ask, documents, catalog, releases, provenance):
         app.include_router(module.router)

@@ -22,6 +22,7 @@ from indexing.pii import NER_PACKAGE, NER_VERSION, PiiScanner, ner_model_problem
 from indexing.pipeline import IndexPipeline
 from indexing.settings import IndexSettings
 from indexing.sources import load_document
+from indexing.types import SourceDocument
 from knowledge.catalog import Catalog
 from knowledge.settings import SAMPLE_MESH
 from tests.indexing.conftest import pg_rows
@@ -277,3 +278,16 @@ def test_the_indexer_blocks_a_redact_product_without_the_model(tmp_path):
     assert gates["platform.mesh-handbook"][0] == "passed"
     gate, reason = gates["customer.support-knowledge"]
     assert gate == "blocked" and "person names" in reason and "pip install" in reason
+
+
+def test_a_name_in_a_heading_is_redacted_in_every_chunks_context(pii_scanner: PiiScanner, chunker):
+    """Headings and titles go into each chunk's context and heading path (embedded, stored, cited)."""
+    text = ("# Ticket 5512 - Dana Kowalski\n\nDana Kowalski <dana.kowalski@example.com> asked for a refund.\n\n"
+            "## QA review - Dana Kowalski\n\nResolved on the first contact.\n")
+    doc = SourceDocument(product_id="p.x", path="t.md", format="md", text=text, revision="r",
+                         title="Ticket 5512 - Dana Kowalski")
+    findings = pii_scanner.scan(text)
+    result = chunker.chunk(doc, pii_findings=findings, pii_redactor=pii_scanner.redact_span)
+    stored = json.dumps([[c.text, c.context, list(c.heading_path)] for c in result.chunks])
+    assert "Kowalski" not in stored and "Dana" not in stored
+    assert any("<PERSON>" in p for c in result.chunks for p in c.heading_path)
