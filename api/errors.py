@@ -5,6 +5,7 @@ X-Request-ID header, and never a stack trace. Domain errors map as follows:
 
     ProductNotFound, ReleaseNotFound, ProvenanceNotFound  404 — listing what the caller may read
     AccessDenied                                          404 — exactly like a missing product
+    NotAllowed (an operation the caller's roles lack)     403 — the roles it needs named
     RequestLimitExceeded (retrieval/requests.py)          422 — the field and the limit named
     RequestIdConflict                                     409 — the caller's own id, used before
     ConfigError (bad input the library caught)            400
@@ -33,6 +34,7 @@ from knowledge.errors import (
     CollectionNotFound,
     ConfigError,
     MeshragError,
+    NotAllowed,
     PolicyViolation,
     ProductNotFound,
     ProvenanceCorrupt,
@@ -73,6 +75,7 @@ _MAPPING: list[tuple[type[BaseException], int, str, str | None]] = [
     (RequestIdConflict, 409, "conflict", None),
     (UnknownModel, 404, "model_not_found", None),
     (AccessDenied, 404, "not_found", "not found among the products you can read"),
+    (NotAllowed, 403, "forbidden", None),
     (ProductNotFound, 404, "not_found", None),
     (ReleaseNotFound, 404, "not_found", None),
     (ProvenanceNotFound, 404, "not_found", None),

@@ -45,6 +45,11 @@ class ApiSettings(RetrievalSettings):
     api_keys: list[ApiKeyEntry] = Field(default_factory=list)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)  # empty: CORS off
+    release_manager_roles: list[str] = Field(
+        default_factory=lambda: ["release-manager"],
+        description="Roles any one of which lets a signed-in principal publish and roll back releases from the "
+        "web page (MESHRAG_RELEASE_MANAGER_ROLES, a JSON list; empty: nobody may, use `meshrag releases`).",
+    )
 
     # Per-caller limits (api/ratelimit.py): a caller is its API key, or its address without a valid key.
     rate_limit: bool = Field(

@@ -23,6 +23,11 @@ class AccessDenied(MeshragError):
     """The principal may not read what it asked for."""
 
 
+class NotAllowed(MeshragError):
+    """The caller may see the thing but its roles do not allow this operation on it (publishing a
+    release, say). Never for reading: what a caller may not read is reported as not found."""
+
+
 class ReleaseNotFound(MeshragError):
     """No release with that id or alias."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -15,6 +16,7 @@ from api.cli.common import console, domain_errors, err_console
 from eval_sets.gates import GateFailure, GateResult, check_gate, load_thresholds
 from eval_sets.harness import EvalRun, evaluate_release
 from eval_sets.report import EvalReport, markdown, overall_table, product_compare_table, product_table
+from indexing.release_evals import ReleaseEval, ReleaseEvalStore
 from retrieval.settings import RetrievalSettings
 from retrieval.types import CURRENT
 
@@ -67,6 +69,22 @@ def print_failures(failures: tuple[GateFailure, ...], out: Console = err_console
         out.print(f"[bold red]FAIL[/] {f.message()}")
 
 
+def record_results(report: EvalReport, settings: RetrievalSettings) -> list[str]:
+    """Keep the aggregates of every release the run evaluated (the catalog's product pages show them).
+    Returns the release ids recorded."""
+    store = ReleaseEvalStore(settings.resolved_data_dir())
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    recorded = []
+    for evaluated in (report, report.compare):
+        if evaluated is None:
+            continue
+        store.save(ReleaseEval(release_id=evaluated.release_id, recorded_at=now, sets=report.sets,
+                               sets_digest=report.sets_digest, overall=evaluated.overall,
+                               per_product=evaluated.per_product, settings=evaluated.settings))
+        recorded.append(evaluated.release_id)
+    return recorded
+
+
 def _write(path: Path, text: str) -> None:
     if str(path) == "-":
         typer.echo(text)
@@ -89,12 +107,16 @@ def run(
 ) -> None:
     """Ask every golden question against a release and report retrieval, answer, abstention, access,
     citation and latency metrics, overall and per product."""
+    settings = retrieval_settings(data_dir)
     with domain_errors():
         limits = load_thresholds(thresholds) if gate else None
-        report = evaluate_release(retrieval_settings(data_dir), EvalRun.load(sets), release, compare=compare,
+        report = evaluate_release(settings, EvalRun.load(sets), release, compare=compare,
                                   answer_metrics=answer_metrics)
+        recorded = record_results(report, settings)
     to_stdout = "-" in (str(json_out), str(md_out))
-    print_report(report, err_console if to_stdout else console)
+    out = err_console if to_stdout else console
+    print_report(report, out)
+    out.print(f"[dim]results recorded for {', '.join(recorded)} (the catalog's product pages show them)[/]")
     if json_out is not None:
         _write(json_out, json.dumps(report.as_dict(), indent=2, default=str))
     if md_out is not None:
