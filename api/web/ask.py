@@ -16,26 +16,29 @@ endpoint's rule (api/followup.py: "and net revenue?", "how fresh is it?"), and t
 question as it was answered. Suggested follow-ups come from what the answer carries: on an abstention,
 the same question in each of the closest readable products; on a possibly relevant result, the same
 question in each cited product alone; on an answer, what each cited product covers (its catalog card).
-ask.js renders the same suggestions from the `citations` event (`followUps` there).
+They are decided here only: the page renders them, and the stream sends them to ask.js as one more event,
+`followups` (a list of `{label, question, product}`), right after `citations`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.deps import MetricsDep, ServiceDep, get_record_id
 from api.errors import classify, error_response
 from api.followup import Rewrite, standalone_question
-from api.routes.ask import ask_events, render
+from api.routes.ask import ask_events, event, render
 from api.schemas import CitationsEvent, SentenceEvent, Strict
 from api.web.deps import VisitorDep
 from api.web.documents import document_href
@@ -202,7 +205,21 @@ async def ask_stream(
     headers = {"X-Content-Type-Options": "nosniff"}
     if rewrite.rewritten:
         headers[STANDALONE_HEADER] = quote(rewrite.question, safe="")
-    return EventSourceResponse(ask_events(stages, retrieved, metrics), sep="\n", headers=headers)
+    names = {p.id: p.title for p in readable_products(service, visitor)}
+    product = body.products[0] if body.products and len(body.products) == 1 else ""
+    events = with_follow_ups(ask_events(stages, retrieved, metrics), rewrite.question, names, product)
+    return EventSourceResponse(events, sep="\n", headers=headers)
+
+
+async def with_follow_ups(events: AsyncIterator[ServerSentEvent], question: str, names: dict[str, str],
+                          product: str) -> AsyncIterator[ServerSentEvent]:
+    """The API's events, and after `citations` the page's suggested follow-ups (`followups`)."""
+    async for sse in events:
+        yield sse
+        if sse.event == "citations":
+            outcome = CitationsEvent.model_validate_json(sse.data)
+            suggested = [asdict(f) for f in follow_ups(outcome, question, names, product)]
+            yield event("followups", json.dumps(suggested))
 
 
 async def _stream_body(request: Request) -> StreamBody:

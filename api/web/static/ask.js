@@ -23,7 +23,6 @@
   const csrfField = form.dataset.csrfField;
   const csrfInput = csrfField ? form.querySelector(`input[name="${csrfField}"]`) : null;
   const signedIn = Boolean(csrfInput);
-  const MAX_SUGGESTED = 3;
   const OUTCOME_STATUS = {
     answered: "answered",
     possibly_relevant: "no confirmed answer",
@@ -177,6 +176,7 @@
       if (event === "retrieval") this.retrieval(data);
       else if (event === "sentence") this.sentence(data);
       else if (event === "citations") this.citations(data);
+      else if (event === "followups") this.followups(data);
       else if (event === "done") this.done(data);
       else if (event === "error") {
         this.ended = true;
@@ -217,12 +217,14 @@
         parts.push(el("h3", {}, "Products cited"),
           el("ul", { class: "ask-products", id: "ask-products-cited" }, ...data.products.map(productItem)));
       }
-      const suggestions = followUps(data, this.question);
-      if (suggestions.length) {
-        parts.push(el("h3", {}, "Follow up"),
-          el("ul", { class: "ask-followups", id: "ask-followups" }, ...suggestions.map(followUpItem)));
-      }
       region.append(...parts);
+    }
+
+    // Suggested next questions, as the server decided them (api/web/ask.py follow_ups).
+    followups(suggestions) {
+      if (!suggestions.length) return;
+      region.append(el("h3", {}, "Follow up"),
+        el("ul", { class: "ask-followups", id: "ask-followups" }, ...suggestions.map(followUpItem)));
     }
 
     done(data) {
@@ -298,25 +300,6 @@
     return el("li", {}, el("a", { href: `/catalog/${encodeURIComponent(p.id)}` }, p.name), " ",
       badge(p.classification), " ", el("span", { class: `badge ${fresh.status}`, title }, fresh.status), " ",
       el("span", { class: "ask-owner" }, `Owner: ${p.owner} (${p.team})`));
-  }
-
-  // As api/web/ask.py follow_ups: what the answer carries suggests the next question.
-  function followUps(data, asked) {
-    const cited = data.products.map((p) => p.id).filter((id) => productOption(id));
-    const current = products.value;
-    const name = (id) => productOption(id).dataset.name;
-    let out;
-    if (data.outcome === "abstained") {
-      out = data.closest_products.filter((id) => productOption(id) && id !== current)
-        .map((id) => ({ label: `Ask in ${name(id)}`, question: asked, product: id }));
-    } else if (data.outcome === "possibly_relevant") {
-      out = cited.filter((id) => id !== current)
-        .map((id) => ({ label: `Ask only in ${name(id)}`, question: asked, product: id }));
-    } else {
-      out = cited.map((id) => `What does ${name(id)} cover?`).filter((q) => q !== asked)
-        .map((q) => ({ label: q, question: q, product: "" }));
-    }
-    return out.slice(0, MAX_SUGGESTED);
   }
 
   function followUpItem(f) {
