@@ -51,6 +51,9 @@ class KnowledgeProduct:
     declared_last_update: datetime | None = None
     descriptor_path: Path = field(default=Path())
     contract_path: Path = field(default=Path())
+    # Roles that may see the product's catalog facts (id, title, purpose, owner, team, contact, classification,
+    # freshness) without being able to read its content; "*" = every principal. Default: none (hidden).
+    discoverable_by: tuple[str, ...] = ()
     # Set on the last valid version a catalog keeps serving while the product's files fail validation:
     # what is wrong, file by file, with the fix. None while the files are valid.
     problem: str | None = None
@@ -95,3 +98,10 @@ class Principal:
         if product.classification == "public":
             return True
         return bool(self.roles & set(product.read_roles))
+
+    def can_discover(self, product: KnowledgeProduct) -> bool:
+        """May see the product's catalog facts: it can read it, or the contract makes the facts discoverable
+        to one of its roles (or to everyone). Never the content: that is `can_read`."""
+        if self.can_read(product):
+            return True
+        return "*" in product.discoverable_by or bool(self.roles & set(product.discoverable_by))
