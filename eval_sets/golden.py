@@ -12,7 +12,7 @@ from knowledge.errors import ConfigError
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 CATALOG_DOCUMENT = "_catalog"
-Kind = Literal["factual", "discovery", "cross_domain", "restricted", "unanswerable"]
+Kind = Literal["factual", "discovery", "cross_domain", "restricted", "unanswerable", "version"]
 # How a question was written: "original" (with the corpus open, the first golden set), "paraphrase"
 # (worded as users talk, without the cited passage's distinctive words), "near_miss" (right entity, a
 # fact the products do not state: the right behaviour is to abstain).
@@ -46,6 +46,12 @@ class GoldenQuestion(BaseModel):
     short: str | None = None
     style: Style = "original"
     split: Split = "calibration"
+    # Aggregation questions ("which products are stale?"): exactly the products the answer must name (by
+    # id or title) for these roles, no other; [] = it must name none.
+    expected_products: tuple[str, ...] | None = None
+    # Version questions: the versions of the question's product (`products[0]`) the answer must cite,
+    # every one of them and no other ("what changed between 1 and 2" cites both).
+    versions: tuple[str, ...] = ()
 
     @property
     def answerable(self) -> bool:

@@ -166,7 +166,8 @@ class EvalHarness:
         outcomes = [self._ask(q, release_id) for q in run.questions]
         asked_s = time.perf_counter() - t0
 
-        gold = {o.question.id: o.question.gold_documents() for o in outcomes if o.question.answerable}
+        gold = {o.question.id: o.question.gold_documents() for o in outcomes
+                if o.question.answerable and o.question.gold}
         retrieval = retrieval_scores(gold, {o.question.id: o.documents for o in outcomes})
         answers: dict[str, dict[str, float | None]] = {}
         t1 = time.perf_counter()
@@ -214,7 +215,9 @@ class EvalHarness:
             supported_citations=sum(1 for c in citations if float(c.scores.get("support") or 0.0) >= threshold),
             dropped_citations=result.answer.dropped_citations, leaks=leaks, latency_ms=latency_ms,
             outcome=result.answer.outcome, short=result.answer.short.text if result.answer.short else None,
-            answerability=result.answer.support)
+            answerability=result.answer.support,
+            named_products=named_products(catalog, result.answer.text) if result.answer.answered else (),
+            cited_versions=tuple(f"{c.product_id}@{c.product_version}" for c in citations))
 
     @staticmethod
     def _sample(o: QuestionOutcome) -> AnswerSample:
@@ -222,6 +225,13 @@ class EvalHarness:
         return AnswerSample(question_id=q.id, question=q.question, response=strip_markers(o.answer),
                             reference=q.answer, retrieved_contexts=o.contexts,
                             reference_contexts=tuple(e.quote for e in q.gold if e.quote))
+
+
+def named_products(catalog: Catalog, text: str) -> tuple[str, ...]:
+    """The catalog products `text` names, by id or title (case ignored), in catalog order."""
+    folded = " ".join(strip_markers(text).casefold().split())
+    return tuple(pid for pid, p in catalog.products.items()
+                 if pid.casefold() in folded or p.title.casefold() in folded)
 
 
 def unreadable_chunks(principal: Principal, catalog: Catalog, hits: Sequence[RetrievedChunk],

@@ -18,6 +18,12 @@ Aggregates (answerable = every kind but `unanswerable`):
   dropped_citations: markers the verifier removed;
 - latency_p50_ms / latency_p95_ms: wall time of `ask` with the question's own roles;
 - ragas_*: means over the questions where the metric could be measured (eval_sets/answer_metrics.py).
+- discovery section (overall only): discovery_fact_rate, the share of `discovery` questions about one
+  product whose answered text holds an expected fact (owner name, product id, status word, SLA);
+  discovery_aggregation_exact, the share of aggregation questions (`expected_products`) whose answer
+  names exactly the expected products (by id or title), no other catalog product;
+- version section (overall only): version_correct, the share of `version` questions answered with an
+  expected phrase and citing exactly the question's `versions` of its product.
 A product's row aggregates the questions whose `products` name it (a cross-domain question counts for
 each of its products); unanswerable questions name none, so their metrics are overall only.
 """
@@ -41,7 +47,8 @@ ANSWER_METRICS = ("answer_correctness", "short_answer_f1", "answered_rate", "pos
 HELDOUT_METRICS = tuple(f"heldout_{m}" for m in ("answer_correctness", "short_answer_f1", "abstention_accuracy",
                                                  "false_abstention_rate", "answerability_auc", "recall@5",
                                                  "ndcg@10"))
-SUMMARY_METRICS = (*RETRIEVAL_METRICS, *ANSWER_METRICS, *HELDOUT_METRICS, "abstention_accuracy",
+SECTION_METRICS = ("discovery_fact_rate", "discovery_aggregation_exact", "version_correct")
+SUMMARY_METRICS = (*RETRIEVAL_METRICS, *ANSWER_METRICS, *HELDOUT_METRICS, *SECTION_METRICS, "abstention_accuracy",
                    "false_abstention_rate", "access_leaks",
                    "supported_citation_share", "dropped_citations", "latency_p50_ms", "latency_p95_ms",
                    *OFFLINE_METRICS, *LLM_METRICS)
@@ -69,6 +76,25 @@ class QuestionOutcome:
     outcome: str = "answered"
     short: str | None = None
     answerability: float = 0.0
+    named_products: tuple[str, ...] = ()  # catalog products the answered text names (id or title)
+    cited_versions: tuple[str, ...] = ()  # `product@version` of every kept citation
+
+    @property
+    def aggregation_exact(self) -> bool | None:
+        """Whether the answer names exactly `expected_products`; None for other questions."""
+        expected = self.question.expected_products
+        if expected is None:
+            return None
+        return set(self.named_products) == set(expected)
+
+    @property
+    def version_correct(self) -> bool | None:
+        """A version question answered with an expected phrase from exactly its `versions`; else None."""
+        q = self.question
+        if q.kind != "version" or not q.products:
+            return None
+        cited = {v.split("@", 1)[1] for v in self.cited_versions if v.split("@", 1)[0] == q.products[0]}
+        return bool(self.correct) and cited == set(q.versions)
 
     @property
     def correct(self) -> bool | None:
@@ -158,7 +184,14 @@ def answer_scores(outcomes: Sequence[QuestionOutcome]) -> dict[str, Value]:
     shorts = [token_f1(o.short, o.question.short) for o in outcomes if o.question.short]
     auc = roc_auc([o.answerability for o in outcomes if o.question.answerable],
                   [o.answerability for o in outcomes if not o.question.answerable])
+    facts = [bool(o.correct) for o in outcomes
+             if o.question.kind == "discovery" and o.question.expected_products is None and o.question.expected]
     return {"answer_correctness": _round(rate(correct)), "short_answer_f1": _round(mean(shorts)),
+            "discovery_fact_rate": _round(rate(facts)), "n_discovery_facts": len(facts),
+            "n_aggregations": sum(1 for o in outcomes if o.question.expected_products is not None),
+            "n_versions": sum(1 for o in outcomes if o.question.kind == "version"),
+            "discovery_aggregation_exact": _round(rate([e for o in outcomes if (e := o.aggregation_exact) is not None])),
+            "version_correct": _round(rate([v for o in outcomes if (v := o.version_correct) is not None])),
             **{f"{name}_rate": _round(rate([o.outcome == name for o in outcomes]))
                for name in ("answered", "possibly_relevant", "abstained")},
             "answerability_auc": _round(auc)}
@@ -199,7 +232,9 @@ def _question_row(o: QuestionOutcome, retrieval: dict[str, float], answers: dict
     return {"id": q.id, "kind": q.kind, "products": list(q.products), "gold": sorted(q.gold_documents()),
             "documents": list(o.documents), "abstained": o.abstained, "outcome": o.outcome,
             "answerability": round(o.answerability, 4), "short": o.short, "correct": o.correct,
-            "split": q.split, "style": q.style,
+            "split": q.split, "style": q.style, "named_products": list(o.named_products),
+            "cited_versions": list(o.cited_versions), "aggregation_exact": o.aggregation_exact,
+            "version_correct": o.version_correct,
             "citations": o.citations, "supported_citations": o.supported_citations,
             "dropped_citations": o.dropped_citations, "leaks": list(o.leaks), "latency_ms": round(o.latency_ms, 1),
             **{k: round(v, 4) for k, v in retrieval.items()},
@@ -265,6 +300,23 @@ def overall_table(report: EvalReport) -> Table:
     return ["metric", report.release_id, other.release_id, "Δ"], rows
 
 
+SECTIONS = (("discovery: expected fact in the answer", "discovery_fact_rate", "n_discovery_facts"),
+            ("discovery: aggregation names exactly the right products", "discovery_aggregation_exact",
+             "n_aggregations"),
+            ("versions: answered from the right version(s)", "version_correct", "n_versions"))
+
+
+def section_table(report: EvalReport) -> Table:
+    """The discovery and version sections: each rate with the number of questions it is over."""
+    rows = [[label, str(report.overall.get(n, 0)), fmt(m, report.overall.get(m))] for label, m, n in SECTIONS]
+    if report.compare is None:
+        return ["section", "questions", "value"], rows
+    for row, (_, m, _) in zip(rows, SECTIONS, strict=True):
+        row += [fmt(m, report.compare.overall.get(m)),
+                fmt_delta(m, delta(m, report.overall.get(m), report.compare.overall.get(m)))]
+    return ["section", "questions", report.release_id, report.compare.release_id, "Δ"], rows
+
+
 def product_table(report: EvalReport) -> Table:
     headers = ["product", *(SHORT.get(c, c) for c in PRODUCT_COLUMNS)]
     rows = [[pid, *(fmt(c, row.get(c)) for c in PRODUCT_COLUMNS)] for pid, row in report.per_product.items()]
@@ -295,7 +347,8 @@ def markdown(report: EvalReport) -> str:
               f"{report.overall.get('n')} questions, {report.overall.get('n_answerable')} answerable. "
               f"Restricted products (unreadable to the unprivileged probe): "
               f"{', '.join(report.restricted_products) or 'none'}."), "",
-             "## Overall", "", _md(*overall_table(report)), "", "## Per product", "", _md(*product_table(report))]
+             "## Overall", "", _md(*overall_table(report)), "", "## Discovery and versions", "",
+             _md(*section_table(report)), "", "## Per product", "", _md(*product_table(report))]
     if report.compare is not None:
         parts += ["", f"## Per product: A = `{report.release_id}`, B = `{report.compare.release_id}`", "",
                   _md(*product_compare_table(report))]

@@ -15,7 +15,14 @@ from typer.core import TyperGroup
 from api.cli.common import console, domain_errors, err_console
 from eval_sets.gates import GateFailure, GateResult, check_gate, load_thresholds
 from eval_sets.harness import EvalRun, evaluate_release
-from eval_sets.report import EvalReport, markdown, overall_table, product_compare_table, product_table
+from eval_sets.report import (
+    EvalReport,
+    markdown,
+    overall_table,
+    product_compare_table,
+    product_table,
+    section_table,
+)
 from indexing.release_evals import ReleaseEval, ReleaseEvalStore
 from retrieval.settings import RetrievalSettings
 from retrieval.types import CURRENT
@@ -56,6 +63,7 @@ def print_report(report: EvalReport, out: Console = console) -> None:
     out.print(_table(f"release {report.release_id}: {o.get('n')} questions ({o.get('n_answerable')} answerable)"
                      if report.compare is None else f"release {report.release_id} vs {report.compare.release_id}",
                      *overall_table(report)))
+    out.print(_table("discovery and versions", *section_table(report)))
     out.print(_table("per product", *product_table(report)))
     if report.compare is not None:
         out.print(_table(f"per product: A = {report.release_id}, B = {report.compare.release_id}, Δ = A − B",

@@ -9,6 +9,7 @@ import pytest
 from eval_sets.golden import CATALOG_DOCUMENT, load_golden
 from indexing.sources import load_document
 from knowledge.catalog import Catalog
+from knowledge.model import Principal
 from knowledge.settings import SAMPLE_MESH
 
 
@@ -38,7 +39,9 @@ def test_ids_unique(golden):
 
 def test_gold_documents_exist_and_quotes_are_verbatim(golden, catalog):
     for q in golden:
-        assert bool(q.gold) == q.answerable, q.id
+        # An aggregation whose right answer names no product ("which products are stale?" asked
+        # anonymously) has no evidence to retrieve.
+        assert bool(q.gold) == q.answerable or q.expected_products == (), q.id
         assert set(q.products) == {e.product for e in q.gold}, q.id
         if q.kind == "cross_domain":
             assert len({catalog.products[p].domain for p in q.products}) >= 2, q.id
@@ -60,5 +63,25 @@ def test_restricted_questions_need_the_restricted_role(golden, catalog):
         restricted = [p for p in q.products if catalog.products[p].classification == "restricted"]
         if q.kind == "restricted":
             assert restricted and q.roles == ("people-partner",), q.id
+        elif restricted and q.kind == "discovery":
+            # Catalog facts of a product the roles may only discover (its contract's discoverableBy).
+            principal = Principal("golden", frozenset(q.roles))
+            assert all(principal.can_discover(catalog.products[p]) for p in restricted), q.id
         elif restricted:
             assert "people-partner" in q.roles, q.id
+
+
+def test_discovery_and_version_questions_are_consistent(golden, catalog):
+    """Aggregations expect only products their roles may see; version questions name versions that exist
+    (the current one, or a kept `history/<version>/`)."""
+    for q in golden:
+        principal = Principal("golden", frozenset(q.roles))
+        if q.expected_products is not None:
+            assert q.kind == "discovery" and set(q.expected_products) == set(q.products), q.id
+            assert all(principal.can_discover(catalog.products[p]) for p in q.expected_products), q.id
+        if q.kind == "version":
+            (pid,) = q.products
+            product = catalog.products[pid]
+            kept = {d.name for d in (product.root / "history").iterdir() if d.is_dir()}
+            assert q.versions and set(q.versions) <= kept | {product.version}, q.id
+            assert q.expected and principal.can_read(product), q.id
