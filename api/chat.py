@@ -56,6 +56,7 @@ class ChatOptions(Strict):
     )
     domains: list[str] | None = None
     classifications: list[Classification] | None = None
+    as_of: str | None = Field(None, description="YYYY-MM-DD: each product at the version current on that date.")
 
 
 class ChatCompletionRequest(BaseModel):

@@ -142,6 +142,7 @@ ASK_STREAM = (
 )
 
 PRODUCT_SUMMARY: dict[str, Any] = {
+    "access": "read",
     "id": PRODUCT,
     "domain": "platform",
     "name": "Data Mesh Handbook",
@@ -151,6 +152,7 @@ PRODUCT_SUMMARY: dict[str, Any] = {
     "owner": "Marguerite Okafor",
     "owner_username": "m.okafor",
     "team": "Data Platform",
+    "contact": "Marguerite Okafor (m.okafor) of Data Platform",
     "classification": "public",
     "read_roles": ["everyone"],
     "pii_policy": "allow",

@@ -16,8 +16,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from api.request_context import current_request_id
-from knowledge.catalog import product_details, product_summary
-from knowledge.catalog_search import search_catalog as matching_products
+from api.routes.catalog import list_products, product_detail
 from knowledge.errors import MeshragError
 from knowledge.model import Principal
 from retrieval.requests import RequestLimitExceeded, new_request_id
@@ -61,49 +60,49 @@ def build_mcp_server(service: Callable[[], MeshService], resolve: PrincipalResol
 
     @mcp.tool(description="Find knowledge products by words in their catalog metadata (id, title, purpose, "
                           "usage, owner, team, tags), ranked by how many match, and/or filters — the same rule "
-                          "as GET /v1/catalog?q=. Returns catalog cards with owner and freshness.")
+                          "as GET /v1/catalog?q=. Returns catalog cards with owner and freshness; a product "
+                          "you may only discover (`access: discover`) shows its catalog facts alone.")
     async def search_catalog(ctx: Context, query: str = "", domain: str | None = None, owner: str | None = None,
                              tag: str | None = None, classification: str | None = None) -> list[dict[str, Any]]:
         principal = _principal(ctx, resolve)
-        products = service().context.catalog.filter(domain=domain, owner=owner, tag=tag,
-                                                    classification=classification, principal=principal)
-        if not query.strip():
-            return [product_summary(p) for p in products]
-        return [product_summary(p) | {"match": n} for n, p in matching_products(products, query)]
+        found = list_products(service(), principal, query.strip() or None, domain, owner, tag, classification)
+        return [p.model_dump(mode="json") for p in found.products]
 
     @mcp.tool(description="One product's contract summary: owner, team, classification, roles, SLAs, "
-                          "freshness, documents. Unknown and unreadable products are both 'not found'.")
+                          "freshness, documents, releases — the same as GET /v1/catalog/{product_id}. A product "
+                          "you may only discover: its catalog facts alone (`access: discover`). Unknown and "
+                          "otherwise unreadable products are both 'not found'.")
     async def get_product(ctx: Context, product_id: str) -> dict[str, Any]:
         principal = _principal(ctx, resolve)
         with _domain_errors():
-            product = service().context.catalog.get(product_id, principal)
-        details = product_details(product)
-        for local in ("root", "sources", "descriptor", "contract"):
-            details.pop(local, None)  # server file paths are not the caller's business
-        return details
+            detail = product_detail(service(), principal, product_id)
+        return detail.model_dump(mode="json")
 
     @mcp.tool(description="Hybrid (dense + keyword) search over the chunks you may read. Returns ranked "
-                          "chunks with product, document, span and scores.")
+                          "chunks with product, document, span and scores. `products` may pin a version "
+                          "(`<id>@<version>`); `as_of` (YYYY-MM-DD) serves the versions current on that date.")
     async def search(ctx: Context, query: str, k: int | None = None, products: list[str] | None = None,
-                     release: str = "current") -> dict[str, Any]:
+                     release: str = "current", as_of: str | None = None) -> dict[str, Any]:
         principal = _principal(ctx, resolve)
         with _domain_errors():
             req = service().limits.search_request(principal, query, where=("arguments",),
                                                   query_loc=("arguments", "query"), k=k, release=release,
-                                                  products=products or None)
+                                                  products=products or None, as_of=as_of)
             result = await anyio.to_thread.run_sync(service().search, req)
         return {"release_id": result.release_id, "hits": [asdict(h.hit()) for h in result.hits]}
 
     @mcp.tool(description="Answer a question from the products you may read, with verified citations [n]. "
                           "`outcome`: answered; possibly_relevant (no confirmed answer: the best passages, "
                           "quoted and cited); or abstained ('Not found in the products you can read.', no "
-                          "citations). `short`: for who / when / how much questions, the answering phrase.")
+                          "citations). `short`: for who / when / how much questions, the answering phrase. "
+                          "`products` may pin a version (`<id>@<version>`); `as_of` (YYYY-MM-DD) answers from "
+                          "the versions current on that date.")
     async def ask(ctx: Context, question: str, k: int | None = None, products: list[str] | None = None,
-                  release: str = "current") -> dict[str, Any]:
+                  release: str = "current", as_of: str | None = None) -> dict[str, Any]:
         principal = _principal(ctx, resolve)
         with _domain_errors():
             req = service().limits.search_request(principal, question, where=("arguments",), k=k,
-                                                  release=release, products=products or None)
+                                                  release=release, products=products or None, as_of=as_of)
             result = await anyio.to_thread.run_sync(service().pipeline.run, req, new_request_id())
         return {"request_id": result.request_id, **result.answer.as_dict(), "products": [asdict(p) for p in result.products]}
 

@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexing.releases import ProductEntry, Release
-from knowledge.catalog import Freshness, product_details, product_summary
-from knowledge.model import Classification, KnowledgeProduct
+from knowledge.model import Classification
 from retrieval.pipeline import AskResult, ProductFacts
 from retrieval.provenance import ProvenanceRecord
 from retrieval.requests import client_id_of
@@ -94,13 +92,18 @@ class SearchBody(Strict):
         None,
         description="Only these products (at most MESHRAG_MAX_PRODUCTS, "
         "20 by default). A product you cannot read is "
-        "reported as not found.",
+        "reported as not found; so is a version of it." + " `<product id>@<version>` pins a version (e.g. customer.subscription-metrics@1.0.0).",
     )
     domains: list[str] | None = Field(None, description="Only these domains.")
     classifications: list[Classification] | None = Field(None, description="Only these classifications.")
     documents: list[str] | None = Field(None, description="Only these document ids.")
     rerank: bool | None = Field(
         None, description="Rerank with the configured cross-encoder (default: as configured)."
+    )
+    as_of: str | None = Field(
+        None, description="YYYY-MM-DD: each product at the version current on that date (its contract's "
+        "contractCreatedTs, else the release that first served it). Default: current versions.",
+        examples=["2026-06-30"],
     )
 
     model_config = ConfigDict(
@@ -140,10 +143,15 @@ class AskBody(Strict):
     )
     release: str = Field("current", min_length=1, max_length=200, description="A release id, or `current`.")
     products: list[str] | None = Field(
-        None, description="Only these products (at most MESHRAG_MAX_PRODUCTS)."
+        None, description="Only these products (at most MESHRAG_MAX_PRODUCTS). `<product id>@<version>` pins a version (e.g. customer.subscription-metrics@1.0.0)."
     )
     domains: list[str] | None = Field(None, description="Only these domains.")
     classifications: list[Classification] | None = Field(None, description="Only these classifications.")
+    as_of: str | None = Field(
+        None, description="YYYY-MM-DD: each product at the version current on that date (its contract's "
+        "contractCreatedTs, else the release that first served it). Default: current versions.",
+        examples=["2026-06-30"],
+    )
     stream: bool = Field(
         False,
         description="Stream Server-Sent Events: `retrieval`, `sentence` (one per "
@@ -229,146 +237,6 @@ class DoneEvent(BaseModel):
     request_id: str
     release_id: str
     timings_ms: dict[str, float]
-
-
-# --------------------------------------------------------------------------------------------- catalog
-class ProductSummary(BaseModel):
-    id: str
-    domain: str
-    name: str
-    slug: str
-    version: str
-    status: str
-    owner: str
-    owner_username: str
-    team: str
-    classification: Classification
-    read_roles: list[str]
-    pii_policy: str
-    tags: list[str]
-    documents: int
-    freshness: Freshness
-    retention_days: int
-    purpose: str
-    validity: Literal["ok", "invalid"] = Field(
-        "ok", description="`invalid` while the product's descriptor or contract fails validation: its last "
-                          "valid version (these facts and its indexed content) keeps serving until fixed."
-    )
-    problem: str | None = Field(None, description="While invalid: each problem as `<file>: <field>: <what is "
-                                                  "wrong> (fix: <how>)`.")
-    match: int | None = Field(
-        None, description="With `q`: how many of the query's words the metadata contains."
-    )
-
-    @classmethod
-    def of(cls, product: KnowledgeProduct, match: int | None = None) -> ProductSummary:
-        return cls(**product_summary(product), match=match)
-
-
-class CatalogResponse(BaseModel):
-    count: int = Field(description="How many products matched (only products you may read are counted).")
-    products: list[ProductSummary]
-
-
-class Member(BaseModel):
-    username: str
-    name: str
-    role: str
-
-
-class ProductVersion(BaseModel):
-    """The product as one release serves it."""
-
-    release_id: str
-    current: bool
-    created_at: str
-    product_version: str
-    chunk_version: str
-    embedding_version: str
-    chunks: int
-    documents: int
-
-
-class ProductDetail(ProductSummary):
-    usage: str
-    limitations: str
-    members: list[Member]
-    document_ids: list[str]
-    versions: list[ProductVersion] = Field(description="Releases that serve the product, newest first.")
-
-    @classmethod
-    def build(cls, product: KnowledgeProduct, versions: list[ProductVersion]) -> ProductDetail:
-        details = product_details(product)
-        # Server paths (root, sources, descriptor, contract files) are not the caller's business.
-        for key in ("root", "sources", "descriptor", "contract"):
-            details.pop(key, None)
-        return cls(**details, versions=versions)
-
-
-# -------------------------------------------------------------------------------------------- releases
-class ReleaseProduct(BaseModel):
-    product_id: str
-    product_version: str
-    domain: str
-    classification: Classification
-    chunk_version: str
-    embedding_version: str
-    chunks: int
-    documents: int
-
-    @classmethod
-    def of(cls, e: ProductEntry) -> ReleaseProduct:
-        return cls(
-            product_id=e.product_id,
-            product_version=e.product_version,
-            domain=e.domain,
-            classification=e.classification,  # type: ignore[arg-type]
-            chunk_version=e.chunk_version,
-            embedding_version=e.embedding_version,
-            chunks=e.n_chunks,
-            documents=len(e.documents),
-        )
-
-
-class ReleaseSummary(BaseModel):
-    id: str
-    created_at: str
-    current: bool
-    store: str
-    model_id: str
-    parent: str | None
-    products: int = Field(description="Products of the release that you may read.")
-    chunks: int = Field(description="Chunks of those products.")
-
-
-class ReleaseList(BaseModel):
-    current: str | None = Field(
-        description="The release the `current` alias names (null before the first index)."
-    )
-    releases: list[ReleaseSummary] = Field(description="Oldest first.")
-
-
-class ReleaseDetail(BaseModel):
-    id: str
-    created_at: str
-    current: bool
-    store: str
-    model_id: str
-    parent: str | None
-    products: list[ReleaseProduct] = Field(description="Only the products you may read.")
-
-
-def release_summary(release: Release, current: str | None, readable: list[ProductEntry]) -> ReleaseSummary:
-    return ReleaseSummary(
-        id=release.id,
-        created_at=release.created_at,
-        current=release.id == current,
-        store=release.store,
-        model_id=release.model_id,
-        parent=release.parent,
-        products=len(readable),
-        chunks=sum(e.n_chunks for e in readable),
-    )
 
 
 # ------------------------------------------------------------------------------------------ provenance

@@ -18,9 +18,9 @@ httpx, closed loop) in this one:
    chunk texts of the same release (read from the release's chunk versions), dense top 8; its /ask is
    retrieve + "stuff" into a prompt, with no LLM. It runs with as many torch threads as meshrag
    (`--baseline-torch-threads 0` leaves torch's default: see "threads" below).
-5. Questions: the golden set's answerable `factual` and `discovery` questions for the analyst role
-   (161 distinct texts), in a fixed shuffled order; `--warmup` of its `unanswerable` questions warm up every server
-   start (not counted). k = 8 on both sides.
+5. Questions: the golden set's answerable `factual` and `discovery` questions for the analyst role, in a
+   fixed shuffled order (the `catalog` rows: its `discovery` questions alone, answered from catalog facts);
+   `--warmup` of its `unanswerable` questions warm up every server start (not counted). k = 8 on both sides.
 
 Rows, for each endpoint, then each concurrency (N workers, each sending its next request when its
 previous response has arrived):
@@ -110,6 +110,7 @@ class Endpoint:
     ours_path: str
     baseline_path: str
     field: str  # the body field holding the question
+    kinds: tuple[str, ...] = MEASURED_KINDS  # the golden questions it is asked (default: factual + discovery)
 
     def body(self, question: str) -> dict[str, Any]:
         return {self.field: question, "k": K}
@@ -121,6 +122,9 @@ class Endpoint:
 ENDPOINTS = {
     "search": Endpoint("search", "/v1/search", "/search", "query"),
     "ask": Endpoint("ask", "/v1/ask", "/ask", "question"),
+    # /v1/ask on discovery questions alone ("who owns …", "which products are stale"): answered from the
+    # catalog's facts (retrieval/discovery/); the baseline's /ask does its usual retrieve-and-stuff.
+    "catalog": Endpoint("catalog", "/v1/ask", "/ask", "question", kinds=("discovery",)),
 }
 
 
@@ -149,12 +153,13 @@ class Row:
 
 
 # ---------------------------------------------------------------------------------------------- setup
-def pick_questions(limit: int | None, warmup: int) -> tuple[list[str], list[str]]:
+def pick_questions(limit: int | None, warmup: int, kinds: tuple[str, ...] = MEASURED_KINDS
+                   ) -> tuple[list[str], list[str]]:
     """(measured questions, warm-up questions): distinct, analyst-readable, in a fixed shuffled order."""
     from eval_sets.golden import load_golden
 
     golden = [q for q in load_golden() if ROLE in q.roles]
-    measured = list(dict.fromkeys(q.question for q in golden if q.kind in MEASURED_KINDS))
+    measured = list(dict.fromkeys(q.question for q in golden if q.kind in kinds))
     random.Random(SHUFFLE_SEED).shuffle(measured)
     warm = [q.question for q in golden if q.kind == WARMUP_KIND and q.question not in measured]
     return measured[:limit] if limit else measured, warm[:warmup]
@@ -266,7 +271,10 @@ def measure(args: argparse.Namespace, data_dir: Path, work: Path) -> dict[str, A
                     if baseline is not None:
                         warm_up(baseline.base_url + endpoint.baseline_path,
                                 [endpoint.baseline_body(q) for q in warm_questions], {})
-                for pass_, asked in (("first", questions), ("repeat", repeated)):
+                first = questions if endpoint.kinds == MEASURED_KINDS else pick_questions(
+                    args.questions, 0, endpoint.kinds)[0]
+                again = repeated if first is questions else [first[i % len(first)] for i in range(repeat)]
+                for pass_, asked in (("first", first), ("repeat", again)):
                     if not asked:
                         continue
                     ours_stats = run_load(ours.base_url + endpoint.ours_path,
@@ -408,7 +416,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="index data dir (default: a temporary one, removed afterwards)")
     parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="default 1,8,32")
-    parser.add_argument("--endpoints", type=endpoints, default=list(ENDPOINTS), help="default search,ask")
+    parser.add_argument("--endpoints", type=endpoints, default=list(ENDPOINTS), help="default search,ask,catalog")
     parser.add_argument("--questions", type=int, default=None, help="use the first N questions (default all)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="requests in each repeat pass (default: as many as questions; 0 skips it)")

@@ -33,6 +33,7 @@ from indexing.types import Embedder
 from knowledge.catalog import Catalog
 from knowledge.errors import ConfigError
 from knowledge.model import Principal
+from retrieval.discovery import cites_discoverable_fact
 from retrieval.provenance import ProvenanceLog, create_provenance_log
 from retrieval.service import MeshService
 from retrieval.serving import ServingContext
@@ -237,13 +238,19 @@ def named_products(catalog: Catalog, text: str) -> tuple[str, ...]:
 def unreadable_chunks(principal: Principal, catalog: Catalog, hits: Sequence[RetrievedChunk],
                       citations: Sequence[Citation] = ()) -> tuple[str, ...]:
     """`product:chunk` of every hit and citation from a product `principal` may not read (by the
-    catalog's current contracts; a product missing from the catalog is unreadable)."""
+    catalog's current contracts; a product missing from the catalog is unreadable). A citation of one of
+    the catalog facts a contract makes discoverable is no leak for a principal who may discover it."""
     def unreadable(pid: str) -> bool:
         product = catalog.products.get(pid)
         return product is None or not principal.can_read(product)
 
+    def discoverable_fact(c: Citation) -> bool:
+        product = catalog.products.get(c.product_id)
+        return product is not None and principal.can_discover(product) and cites_discoverable_fact(c)
+
     found = [f"{h.product_id}:{h.chunk_id}" for h in hits if unreadable(h.product_id)]
-    found += [f"{c.product_id}:{c.chunk_id}" for c in citations if unreadable(c.product_id)]
+    found += [f"{c.product_id}:{c.chunk_id}" for c in citations
+              if unreadable(c.product_id) and not discoverable_fact(c)]
     return tuple(found)
 
 

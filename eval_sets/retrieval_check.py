@@ -4,7 +4,7 @@
         [--dense-weight W] [--keyword-weight W] [--same-document-decay D] [--keep-question-words]
         [--misses] [--json]
 
-Every answerable golden question is asked with its own roles against the `current` release. A
+Every answerable golden question with gold documents is asked with its own roles against the `current` release. A
 document (`product:document`, the `_catalog` card included) is ranked where its first chunk is in the
 top 10 chunks; recall@n is the share of a question's gold documents ranked ≤ n, nDCG@10 uses binary
 gains (ideal: the gold documents at the top). Reported overall and per question kind, with query
@@ -83,7 +83,7 @@ Table = dict[str, dict[str, float]]
 def evaluate(searcher: MeshSearcher, questions: list[GoldenQuestion] | None = None
              ) -> tuple[Table, list[QuestionScore], dict[str, float]]:
     """Metrics overall and per kind, per-question scores and latency, for a warmed-up searcher."""
-    questions = [q for q in (questions if questions is not None else load_golden()) if q.answerable]
+    questions = [q for q in (questions if questions is not None else load_golden()) if q.answerable and q.gold]
     # One throw-away query so the first measured one does not pay for lazy initialisation in torch.
     searcher.search(SearchRequest(query="warm up", principal=Principal.anonymous(), k=1))
     scores = [score_question(searcher, q) for q in questions]

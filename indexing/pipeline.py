@@ -41,8 +41,9 @@ from indexing.types import Chunk, Embedder, PiiFinding, SourceDocument, VectorRe
 from indexing.versions import VersionStore, chunk_version_id, embedding_version_id, library_versions
 from knowledge.cards import CATALOG_DOCUMENT, render_card
 from knowledge.catalog import Catalog
-from knowledge.errors import ConfigError, MeshragError
+from knowledge.errors import ConfigError, ContractError, MeshragError
 from knowledge.model import KnowledgeProduct
+from knowledge.versions import kept_versions
 
 EMBED_BATCH = 256  # chunks per embedding call (and progress step)
 # While chunking runs, chunks are embedded in windows of this many, longest first within a window: big
@@ -106,11 +107,13 @@ class IndexReport:
     store: str
     elapsed_s: float
     products: list[ProductReport]
+    kept: list[ProductReport] = field(default_factory=list)  # kept older versions, as `<product>@<version>`
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "release_id": self.release_id, "previous_release": self.previous_release,
                 "published": self.published, "store": self.store, "elapsed_s": round(self.elapsed_s, 3),
-                "products": {p.product_id: asdict(p) for p in self.products}}
+                "products": {p.product_id: asdict(p) for p in self.products},
+                "kept_versions": {p.product_id: asdict(p) for p in self.kept}}
 
     @property
     def blocked(self) -> list[ProductReport]:
@@ -236,16 +239,21 @@ class IndexPipeline:
                                  for pid in selected if pid in catalog.products])
             try:
                 reports, entries = [], dict(previous.products) if previous else {}
+                kept = {pid: dict(vs) for pid, vs in previous.kept.items()} if previous else {}
+                kept_reports: list[ProductReport] = []
                 for pid in selected:
                     report, entry = self._index_product(pid, catalog, previous, lineage, run_id)
                     reports.append(report)
                     if entry is not None:
                         entries[pid] = entry
+                    if report.gate == "passed":
+                        kept[pid] = self._index_kept(catalog.products[pid], previous, kept_reports)
                 # Products that no longer exist in the mesh leave the release.
                 for pid in list(entries):
                     if pid not in catalog.products and pid not in {r.product_id for r in reports if r.gate == "blocked"}:
                         del entries[pid]
-                release = self._release(entries, previous) if entries else None
+                kept = {pid: vs for pid, vs in kept.items() if pid in entries and vs}
+                release = self._release(entries, previous, kept) if entries else None
                 published = False
                 if release is not None and publish and (previous is None or previous.id != release.id):
                     self.releases.publish(release.id)
@@ -256,7 +264,8 @@ class IndexPipeline:
                 raise
         return IndexReport(run_id=run_id, release_id=release.id if release else None,
                            previous_release=previous.id if previous else None, published=published,
-                           store=self.settings.store, elapsed_s=time.perf_counter() - t0, products=reports)
+                           store=self.settings.store, elapsed_s=time.perf_counter() - t0, products=reports,
+                           kept=kept_reports)
 
     def _select(self, catalog: Catalog, product_ids: Sequence[str] | None) -> list[str]:
         invalid_ids = {f"{folder.parent.name}.{folder.name}": folder for folder in catalog.invalid}
@@ -268,10 +277,36 @@ class IndexPipeline:
             return list(dict.fromkeys(product_ids))
         return sorted(known)
 
-    def _release(self, entries: dict[str, ProductEntry], previous: Release | None) -> Release:
+    def _release(self, entries: dict[str, ProductEntry], previous: Release | None,
+                 kept: dict[str, dict[str, ProductEntry]] | None = None) -> Release:
         return self.releases.create(entries, store=self.settings.store, model_id=self.embedder.model_id,
                                     parent=previous.id if previous else None,
-                                    notes={"libraries": library_versions()})
+                                    notes={"libraries": library_versions()}, kept=kept)
+
+    def _index_kept(self, product: KnowledgeProduct, previous: Release | None,
+                    reports: list[ProductReport]) -> dict[str, ProductEntry]:
+        """Each kept older version of `product` (`history/<version>/`) as its own chunk and embedding
+        version, content-addressed like the current one. A kept version that fails a gate keeps its
+        previous entry, as a product does."""
+        before = previous.kept.get(product.id, {}) if previous else {}
+        try:
+            versions = kept_versions(product)
+        except ContractError as exc:
+            reports.append(ProductReport(product_id=f"{product.id}@history", gate="blocked", reason=str(exc)))
+            return dict(before)
+        out: dict[str, ProductEntry] = {}
+        for version in versions:
+            t0 = time.perf_counter()
+            report = ProductReport(product_id=f"{product.id}@{version.version}")
+            try:
+                out[version.version] = self._build(version, before.get(version.version), report)
+            except ProductBlocked as exc:
+                report.gate, report.reason = "blocked", str(exc)
+                if version.version in before:
+                    out[version.version] = before[version.version]
+            report.seconds = round(time.perf_counter() - t0, 3)
+            reports.append(report)
+        return out
 
     # ------------------------------------------------------------------------------ per product
     def _index_product(self, pid: str, catalog: Catalog, previous: Release | None,
@@ -340,7 +375,8 @@ class IndexPipeline:
         report.embedding_version = ev
         return ProductEntry(product_id=product.id, product_version=product.version, domain=product.domain,
                             classification=product.classification, chunk_version=cv, embedding_version=ev,
-                            documents=revisions, n_chunks=len(chunks))
+                            documents=revisions, n_chunks=len(chunks),
+                            since=product.version_since.isoformat() if product.version_since else None)
 
     def _chunk_and_embed(self, product: KnowledgeProduct, paths: dict[str, Path | str], revisions: dict[str, str],
                          prev: ProductEntry | None, fingerprint: dict[str, Any], report: ProductReport

@@ -33,6 +33,7 @@ class ProductEntry:
     embedding_version: str
     documents: dict[str, str]  # document id → revision hash
     n_chunks: int
+    since: str | None = None  # when this product version took effect, as its contract declares (ISO 8601)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -47,26 +48,40 @@ class Release:
     products: dict[str, ProductEntry]
     parent: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    # Older versions of products kept beside the current one (`history/<version>/`): product id → version →
+    # entry. Served only when a request pins them; `products` stays the current version of each product.
+    kept: dict[str, dict[str, ProductEntry]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "created_at": self.created_at, "store": self.store, "model_id": self.model_id,
-                "parent": self.parent, "notes": self.notes,
-                "products": {pid: e.as_dict() for pid, e in sorted(self.products.items())}}
+        out = {"id": self.id, "created_at": self.created_at, "store": self.store, "model_id": self.model_id,
+               "parent": self.parent, "notes": self.notes,
+               "products": {pid: e.as_dict() for pid, e in sorted(self.products.items())}}
+        if self.kept:
+            out["kept"] = {pid: {v: e.as_dict() for v, e in sorted(vs.items())} for pid, vs in sorted(self.kept.items())}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Release:
         return cls(id=d["id"], created_at=d["created_at"], store=d["store"], model_id=d["model_id"],
                    parent=d.get("parent"), notes=d.get("notes", {}),
-                   products={pid: ProductEntry(**e) for pid, e in d["products"].items()})
+                   products={pid: ProductEntry(**e) for pid, e in d["products"].items()},
+                   kept={pid: {v: ProductEntry(**e) for v, e in vs.items()} for pid, vs in d.get("kept", {}).items()})
 
     @property
     def collections(self) -> tuple[str, ...]:
-        return tuple(e.embedding_version for e in self.products.values())
+        """Every vector collection the release serves: current versions, then kept ones."""
+        return (*(e.embedding_version for e in self.products.values()),
+                *(e.embedding_version for vs in self.kept.values() for e in vs.values()))
 
 
-def release_id(products: dict[str, ProductEntry], store: str) -> str:
-    """Content-derived: the same embedding versions in the same store give the same release."""
-    return content_id("rel", {"store": store, "products": {p: e.embedding_version for p, e in products.items()}}, 16)
+def release_id(products: dict[str, ProductEntry], store: str,
+               kept: dict[str, dict[str, ProductEntry]] | None = None) -> str:
+    """Content-derived: the same embedding versions in the same store give the same release (kept versions
+    count only when there are some, so a release without them keeps the id it always had)."""
+    payload: dict[str, Any] = {"store": store, "products": {p: e.embedding_version for p, e in products.items()}}
+    if kept:
+        payload["kept"] = {p: {v: e.embedding_version for v, e in vs.items()} for p, vs in kept.items() if vs}
+    return content_id("rel", payload, 16)
 
 
 @dataclass(frozen=True)
@@ -95,13 +110,14 @@ class ReleaseRegistry:
         return self.dir / f"{rid}.json"
 
     def create(self, products: dict[str, ProductEntry], *, store: str, model_id: str, parent: str | None,
-               notes: dict[str, Any] | None = None) -> Release:
+               notes: dict[str, Any] | None = None, kept: dict[str, dict[str, ProductEntry]] | None = None) -> Release:
         """Record a release (idempotent: an existing release with the same id is returned unchanged)."""
-        rid = release_id(products, store)
+        kept = {pid: vs for pid, vs in (kept or {}).items() if vs}
+        rid = release_id(products, store, kept)
         if self._path(rid).is_file():
             return self.get(rid)
         rel = Release(id=rid, created_at=datetime.now(UTC).isoformat(timespec="seconds"), store=store,
-                      model_id=model_id, products=products, parent=parent, notes=notes or {})
+                      model_id=model_id, products=products, parent=parent, notes=notes or {}, kept=kept)
         write_json_atomic(self._path(rid), rel.as_dict())
         return rel
 

@@ -200,23 +200,44 @@ class Catalog:
         unreadable product is reported exactly like a missing one, so its existence is not revealed."""
         product = self.products.get(product_id)
         if product is None or (principal is not None and not principal.can_read(product)):
-            known = [p.id for p in self.readable(principal)] if principal else sorted(self.products)
-            raise ProductNotFound(f"no product {product_id!r}; known products: {', '.join(known) or 'none'}")
+            raise self._not_found(product_id, principal)
         return product
+
+    def discover(self, product_id: str, principal: Principal) -> KnowledgeProduct:
+        """The product, if the principal may at least discover it; the caller shows nothing of it but
+        `product_facts` unless `principal.can_read` it. A product neither readable nor discoverable is
+        reported exactly like a missing one (the same error as `get`)."""
+        product = self.products.get(product_id)
+        if product is None or not principal.can_discover(product):
+            raise self._not_found(product_id, principal)
+        return product
+
+    def _not_found(self, product_id: str, principal: Principal | None) -> ProductNotFound:
+        known = [p.id for p in self.readable(principal)] if principal else sorted(self.products)
+        return ProductNotFound(f"no product {product_id!r}; known products: {', '.join(known) or 'none'}")
 
     def readable(self, principal: Principal | None) -> list[KnowledgeProduct]:
         return [p for p in self if principal is None or principal.can_read(p)]
 
+    def discoverable(self, principal: Principal | None) -> list[KnowledgeProduct]:
+        """Products whose catalog facts the principal may see: the readable ones and those whose contracts
+        make them discoverable to it (`discoverableBy`)."""
+        return [p for p in self if principal is None or principal.can_discover(p)]
+
     def filter(self, *, domain: str | None = None, owner: str | None = None, tag: str | None = None,
-               classification: str | None = None, principal: Principal | None = None) -> list[KnowledgeProduct]:
-        """Products matching every given criterion; `owner` matches username, name or team (case-insensitive)."""
+               classification: str | None = None, principal: Principal | None = None,
+               discoverable: bool = False) -> list[KnowledgeProduct]:
+        """Products matching every given criterion; `owner` matches username, name or team (case-insensitive).
+        With `discoverable`, products the principal may only discover are candidates too, matched on their
+        catalog facts alone: tags are not facts, so a tag filter never selects them."""
         out = []
-        for p in self.readable(principal):
+        for p in (self.discoverable(principal) if discoverable else self.readable(principal)):
             if domain and p.domain != domain:
                 continue
             if classification and p.classification != classification:
                 continue
-            if tag and tag.lower() not in {t.lower() for t in p.tags}:
+            if tag and (tag.lower() not in {t.lower() for t in p.tags}
+                        or (principal is not None and not principal.can_read(p))):
                 continue
             if owner and owner.lower() not in {p.owner.username.lower(), p.owner.name.lower(), p.team.lower()}:
                 continue
@@ -224,26 +245,41 @@ class Catalog:
         return out
 
 
-def product_summary(product: KnowledgeProduct, now: datetime | None = None) -> dict[str, Any]:
-    """The catalog card of a product as plain data (what `products list --json` prints)."""
+def contact_of(product: KnowledgeProduct) -> str:
+    """Whom to ask about a product (its content, or read access): its owner and team."""
+    return f"{product.owner.name} ({product.owner.username}) of {product.team}"
+
+
+def product_facts(product: KnowledgeProduct, now: datetime | None = None) -> dict[str, Any]:
+    """A product's catalog facts: id, title, purpose, owner, team, contact, classification, freshness. The
+    whole of what a principal who may discover but not read the product is shown, on every route; never
+    its content, documents, versions or counts."""
     return {
         "id": product.id,
         "domain": product.domain,
         "name": product.title,
-        "slug": product.name,
-        "version": product.version,
-        "status": product.status,
+        "purpose": product.purpose,
         "owner": product.owner.name,
         "owner_username": product.owner.username,
         "team": product.team,
+        "contact": contact_of(product),
         "classification": product.classification,
+        "freshness": freshness(product, now).as_dict(),
+    }
+
+
+def product_summary(product: KnowledgeProduct, now: datetime | None = None) -> dict[str, Any]:
+    """The catalog card of a product a principal may read, as plain data (what `products list --json`
+    prints): its facts and the rest of its contract summary."""
+    return product_facts(product, now) | {
+        "slug": product.name,
+        "version": product.version,
+        "status": product.status,
         "read_roles": list(product.read_roles),
         "pii_policy": product.pii_policy,
         "tags": list(product.tags),
         "documents": len(product.documents()),
-        "freshness": freshness(product, now).as_dict(),
         "retention_days": round(product.retention_sla / timedelta(days=1)),
-        "purpose": product.purpose,
         "validity": "invalid" if product.problem else "ok",
         "problem": product.problem,
     }

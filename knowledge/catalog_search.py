@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from knowledge.model import KnowledgeProduct
+from knowledge.model import KnowledgeProduct, Principal
 
 # Closed-class words of questions (interrogatives, auxiliaries, pronouns, determiners) that Lucene's
 # 33-word stoplist keeps. Left in a BM25 query they match FAQ and runbook chunks phrased as questions
@@ -38,6 +38,14 @@ def metadata_words(product: KnowledgeProduct) -> set[str]:
     return {w.lower() for part in parts for w in _WORD.findall(part)}
 
 
+def fact_words(product: KnowledgeProduct) -> set[str]:
+    """Every word of the product's catalog facts (`knowledge.catalog.product_facts`), lower-cased: all a
+    search may match of a product the searcher may discover but not read."""
+    parts = [product.id, product.domain, product.name, product.title, product.purpose, product.team,
+             product.owner.name, product.owner.username, product.classification]
+    return {w.lower() for part in parts for w in _WORD.findall(part)}
+
+
 def match_count(query: str, words: set[str]) -> int:
     """How many distinct query words (question and function words dropped) the metadata contains."""
     terms = {w.lower() for w in _WORD.findall(query)}
@@ -45,8 +53,11 @@ def match_count(query: str, words: set[str]) -> int:
     return sum(1 for t in terms if t in words or (len(t) >= 3 and any(w.startswith(t) for w in words)))
 
 
-def search_catalog(products: Iterable[KnowledgeProduct], query: str) -> list[tuple[int, KnowledgeProduct]]:
+def search_catalog(products: Iterable[KnowledgeProduct], query: str,
+                   principal: Principal | None = None) -> list[tuple[int, KnowledgeProduct]]:
     """(matching words, product) for every product matching `query`, best first. `products` must be
-    what the caller may see (the catalog trims by roles before this)."""
-    scored = [(match_count(query, metadata_words(p)), p) for p in products]
+    what the caller may see (the catalog trims by roles before this); with a `principal`, a product it
+    may discover but not read matches on its catalog facts only."""
+    scored = [(match_count(query, metadata_words(p) if principal is None or principal.can_read(p)
+                           else fact_words(p)), p) for p in products]
     return sorted(((n, p) for n, p in scored if n > 0), key=lambda np_: (-np_[0], np_[1].id))

@@ -22,6 +22,7 @@ CONTRACT_FILE = "contract.yaml"
 ODPS_VERSION = "v1.0.0"
 ODCS_VERSION = "v3.1.0"
 READ_ACCESS = {"read", "readwrite", "read-write"}
+DISCOVERABLE_BY = "discoverableBy"  # customProperties entry: who may see the catalog facts without reading
 
 _UNITS: dict[str, float] = {
     "h": 1 / 24, "hour": 1 / 24, "hours": 1 / 24,
@@ -193,6 +194,7 @@ def load_product(folder: Path) -> tuple[KnowledgeProduct | None, list[Problem]]:
     freshness = _sla(contract, "freshness", cpath, problems)
     retention = _sla(contract, "retention", cpath, problems)
     roles = _read_roles(contract, cpath, problems)
+    discoverable_by = _discoverable_by(contract, cpath, problems)
 
     desc = contract.get("description") if isinstance(contract.get("description"), dict) else {}
     ddesc = descriptor.get("description") if isinstance(descriptor.get("description"), dict) else {}
@@ -209,6 +211,15 @@ def load_product(folder: Path) -> tuple[KnowledgeProduct | None, list[Problem]]:
         except (TypeError, ValueError):
             problems.append(Problem(str(cpath), f"customProperties[{found[0]}].value", f"lastUpdated "
                                     f"{found[1]!r} is not an ISO 8601 time", "write e.g. 2026-05-29T17:00:00Z"))
+
+    since = None
+    if contract.get("contractCreatedTs") is not None:
+        try:
+            since = _parse_time(contract["contractCreatedTs"])
+        except (TypeError, ValueError):
+            problems.append(Problem(str(cpath), "contractCreatedTs", f"contractCreatedTs "
+                                    f"{contract['contractCreatedTs']!r} is not an ISO 8601 time",
+                                    "write when this version took effect, e.g. '2026-07-01T00:00:00Z'"))
 
     sources = _sources(descriptor, folder, dpath, problems)
     for field in ("name", "version"):
@@ -227,8 +238,8 @@ def load_product(folder: Path) -> tuple[KnowledgeProduct | None, list[Problem]]:
         usage=str(desc.get("usage") or ddesc.get("usage") or ""),
         limitations=str(desc.get("limitations") or ddesc.get("limitations") or ""),
         tags=tuple(str(t) for t in (contract.get("tags") or descriptor.get("tags") or [])),
-        root=folder, source_paths=sources, declared_last_update=declared,
-        descriptor_path=dpath, contract_path=cpath,
+        root=folder, source_paths=sources, declared_last_update=declared, version_since=since,
+        descriptor_path=dpath, contract_path=cpath, discoverable_by=discoverable_by,
     )
     if not product.documents():
         problems.append(Problem(str(dpath), "inputPorts", "the product has no readable source documents in "
@@ -286,6 +297,30 @@ def _read_roles(contract: dict[str, Any], path: Path, problems: list[Problem]) -
         problems.append(Problem(str(path), "roles", "no role has read access",
                                 "add roles: [{role: NAME, access: read}] for each group that may read the product"))
     return roles
+
+
+def _discoverable_by(contract: dict[str, Any], path: Path, problems: list[Problem]) -> tuple[str, ...]:
+    """customProperties `discoverableBy`: roles (a list) that may see the catalog facts without reading the
+    content, or "*" for every principal, anonymous included. Absent: nobody beyond the readers."""
+    found = _custom(contract, DISCOVERABLE_BY)
+    if found is None:
+        return ()
+    i, value = found
+    where = f"customProperties[{i}].value"
+    fix = ("write value: [employee] (a list of the roles that may see the product's catalog facts) or "
+           "value: '*' (every principal); remove the entry to keep the product hidden from non-readers")
+    if value == "*":
+        return ("*",)
+    if not isinstance(value, list) or not value:
+        problems.append(Problem(str(path), where, f"{DISCOVERABLE_BY} {value!r} is neither '*' nor a non-empty "
+                                "list of roles", fix))
+        return ()
+    bad = [r for r in value if not isinstance(r, str) or not r.strip() or _is_todo(r)]
+    if bad:
+        problems.append(Problem(str(path), where, f"{DISCOVERABLE_BY} holds {', '.join(repr(r) for r in bad)}, "
+                                "which is not a role name", fix))
+        return ()
+    return tuple(dict.fromkeys(r.strip() for r in value))
 
 
 def _sources(descriptor: dict[str, Any], folder: Path, path: Path, problems: list[Problem]) -> tuple[Path, ...]:

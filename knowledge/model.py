@@ -49,6 +49,8 @@ class KnowledgeProduct:
     root: Path
     source_paths: tuple[Path, ...]
     declared_last_update: datetime | None = None
+    # When this version of the product took effect (the contract's ODCS `contractCreatedTs`); None if undeclared.
+    version_since: datetime | None = None
     descriptor_path: Path = field(default=Path())
     contract_path: Path = field(default=Path())
     # Roles that may see the product's catalog facts (id, title, purpose, owner, team, contact, classification,

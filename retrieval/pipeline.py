@@ -72,8 +72,12 @@ class AskPipeline:
                  answer: Callable[[str, tuple], Answer], provenance: Callable[[], ProvenanceLog],
                  products_of: Callable[[Answer, Any], tuple[ProductFacts, ...]],
                  question_filter: Callable[[str], str] = lambda q: q,
-                 anonymous: AnonymousRecording = "full") -> None:
+                 anonymous: AnonymousRecording = "full",
+                 answer_versions: Callable[[str, SearchResult], Answer | None] = lambda q, found: None,
+                 discover: Callable[[SearchRequest, SearchResult], Answer | None] = lambda req, found: None) -> None:
         self._search = search
+        self._discover = discover  # questions about products, answered from catalog facts: retrieval/discovery/
+        self._answer_versions = answer_versions  # "what changed between versions": retrieval/version_questions.py
         self._answer = answer
         self._provenance = provenance
         self._products_of = products_of
@@ -87,7 +91,8 @@ class AskPipeline:
         found = self._search(req)
         yield Retrieved(shown, found)
         t1 = time.perf_counter()
-        answer = self._answer(req.query, found.hits)
+        answer = (self._answer_versions(req.query, found) or self._discover(req, found)
+                  or self._answer(req.query, found.hits))
         t2 = time.perf_counter()
         timings = {"search": found.timings_ms.get("total", round((t1 - t0) * 1000, 3)),
                    "answer": round((t2 - t1) * 1000, 3)}

@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from knowledge.errors import MeshragError
 from knowledge.model import Principal
@@ -18,6 +19,7 @@ from retrieval.settings import RetrievalSettings
 from retrieval.types import CURRENT, SearchRequest
 
 Loc = tuple[str | int, ...]
+PINNED_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+\-]{0,63}$")  # the version part of `<id>@<version>`
 
 
 class RequestLimitExceeded(MeshragError):
@@ -65,20 +67,37 @@ class RequestLimits:
         if products is not None and len(products) > self.max_products:
             raise RequestLimitExceeded(loc, f"{len(products)} products were named; the limit is "
                                             f"{self.max_products} (MESHRAG_MAX_PRODUCTS)")
-        return None if products is None else tuple(products)
+        if products is None:
+            return None
+        for i, item in enumerate(products):
+            pid, at, version = item.partition("@")
+            if not pid.strip() or (at and not PINNED_VERSION.match(version)):
+                raise RequestLimitExceeded((*loc, i), f"{item!r} is not a product id or `<product id>@<version>` "
+                                                      "(e.g. customer.subscription-metrics@1.0.0)", kind="value_error")
+        return tuple(products)
+
+    def as_of(self, value: str | date | None, loc: Loc) -> date | None:
+        """The date a request is answered as of: each product at the version current on that day."""
+        if value is None or isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise RequestLimitExceeded(loc, f"as_of {value!r} is not a date; write YYYY-MM-DD, e.g. 2026-06-30",
+                                       kind="value_error") from None
 
     def search_request(self, principal: Principal, query: str, *, where: Loc = ("body",),
                        query_loc: Loc | None = None, k: int | None = None, release: str = CURRENT,
                        products: Sequence[str] | None = None, domains: Sequence[str] | None = None,
                        classifications: Sequence[str] | None = None, documents: Sequence[str] | None = None,
-                       rerank: bool | None = None) -> SearchRequest:
+                       rerank: bool | None = None, as_of: str | date | None = None) -> SearchRequest:
         """A SearchRequest from an entry point's fields, every limit checked and an offending one named
         by its place in the caller's request: `where` + field name (the question: `query_loc`)."""
         return SearchRequest(
             query=self.question(query, query_loc or (*where, "question")), principal=principal,
             k=self.k(k, (*where, "k")), release=release, products=self.products(products, (*where, "products")),
             domains=_tuple(domains), classifications=_tuple(classifications), documents=_tuple(documents),
-            rerank=rerank)
+            rerank=rerank, as_of=self.as_of(as_of, (*where, "as_of")))
 
 
 def _tuple(values: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -33,6 +33,7 @@ from retrieval.fusion import convex_fusion, reciprocal_rank_fusion
 from retrieval.serving import LoadedChunkVersion, ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import RetrievedChunk, SearchRequest, SearchResult
+from retrieval.versions import pinned
 
 _WORD = re.compile(r"\w+")
 
@@ -71,8 +72,11 @@ class MeshSearcher:
         release = self.context.release(req.release)
         self.context.check_compatible(release)
         catalog = self.context.catalog_for(release)
+        versioned = req.as_of is not None or pinned(req.products)
         entries = readable_entries(release, catalog, req.principal, products=req.products,
-                                   domains=req.domains, classifications=req.classifications)
+                                   domains=req.domains, classifications=req.classifications,
+                                   versions=self.context.product_versions(release) if versioned else None,
+                                   as_of=req.as_of)
         loaded = {pid: self.context.chunk_version(e.chunk_version) for pid, e in entries.items()}
         timings["resolve"] = _ms(t)
 
@@ -112,7 +116,8 @@ class MeshSearcher:
         hits = []
         for rank, (cid, score) in enumerate(fused[:req.k], start=1):
             pid, chunk = chunk_of[cid]
-            entry, product = entries[pid], catalog.products[pid]
+            entry = entries[pid]  # pid: the product id, or `<id>@<version>` for another version
+            product = catalog.products[entry.product_id]
             d_rank, d_score = dense_at.get(cid, (None, None))
             k_rank, k_score = keyword_at.get(cid, (None, None))
             hits.append(RetrievedChunk(
@@ -135,7 +140,7 @@ class MeshSearcher:
         t = time.perf_counter()
         # The access filter is applied inside the store: only readable collections and products.
         flt = SearchFilter(collections=tuple(e.embedding_version for e in entries.values()),
-                           products=tuple(entries), documents=documents)
+                           products=tuple(dict.fromkeys(e.product_id for e in entries.values())), documents=documents)
         hits = self.context.store.search(vector, n, flt)
         timings["dense"] = _ms(t)
         product_of = {e.embedding_version: pid for pid, e in entries.items()}
@@ -204,7 +209,12 @@ class MeshSearcher:
         def listed(values: tuple[str, ...] | None) -> list[str] | None:
             return None if values is None else sorted(values)
 
-        return {
+        versions = {}
+        if req.as_of is not None or pinned(req.products):
+            # What a replay needs to serve the same versions: the date and the version each product had.
+            versions = {"as_of": req.as_of.isoformat() if req.as_of else None,
+                        "versions_searched": {k: e.product_version for k, e in entries.items()}}
+        return versions | {
             "searcher": f"{self.NAME}@{self.VERSION}",
             "release": release.id,
             "requested_release": req.release,

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +22,7 @@ from retrieval.answer.base import Answerer
 from retrieval.answer.extractive import ExtractiveAnswerer
 from retrieval.answer.model import load_answer_model
 from retrieval.answer.support import SupportScorer
+from retrieval.discovery import DiscoveryAnswerer, cites_discoverable_fact
 from retrieval.pipeline import QUESTION_DIGEST, AskPipeline, AskResult, ProductFacts
 from retrieval.provenance import ProvenanceLog, ProvenanceRecord, create_provenance_log, not_found
 from retrieval.requests import CLIENT_ID, RequestLimits, new_request_id, scoped_request_id
@@ -29,6 +30,7 @@ from retrieval.searcher import MeshSearcher
 from retrieval.serving import ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import Answer, SearchRequest, SearchResult
+from retrieval.version_questions import VersionRouter
 
 __all__ = ["AskResult", "MeshService", "ReplayReport"]
 
@@ -60,6 +62,8 @@ class MeshService:
         self.settings = settings
         self.context = context or ServingContext(settings)
         self._searcher = MeshSearcher(self.context)
+        self._versions = VersionRouter(self.context, self._searcher.search)
+        self._discovery = DiscoveryAnswerer(lambda: self.context.catalog, source_update=self._source_update)
         self._answerer = answerer
         self._provenance = provenance
         self._source_scans: dict[str, tuple[float, datetime | None]] = {}
@@ -67,6 +71,7 @@ class MeshService:
 
     def warm_up(self) -> None:
         self.context.warm_up()
+        self._discovery.facts()  # read the catalog's facts now rather than in the first answer
         if self._answerer is None:
             self._answerer = self._create_answerer()
         self._answerer.warm_up()
@@ -124,7 +129,8 @@ class MeshService:
             return {"release_id": None, "passages": 0, "embedded": 0, "seconds": 0.0}
         resolved = self.context.release(release)
         texts: list[str] = []
-        for entry in resolved.products.values():
+        kept = (e for versions in resolved.kept.values() for e in versions.values())
+        for entry in (*resolved.products.values(), *kept):
             for chunk in self.context.chunks_of(entry.chunk_version):
                 texts.extend(answerer.passages(chunk))
         distinct = list(dict.fromkeys(texts))
@@ -149,9 +155,11 @@ class MeshService:
 
     @cached_property
     def pipeline(self) -> AskPipeline:
-        return AskPipeline(search=self._searcher.search, answer=lambda q, hits: self.answerer.answer(q, hits),
+        return AskPipeline(search=self._versions.search, answer=lambda q, hits: self.answerer.answer(q, hits),
                            provenance=lambda: self.provenance, products_of=self.cited_products,
-                           question_filter=self._question_filter, anonymous=self.settings.record_anonymous)
+                           question_filter=self._question_filter, anonymous=self.settings.record_anonymous,
+                           answer_versions=self._versions.answer,
+                           discover=lambda req, found: self._discovery.answer(req, found.hits, found.release_id))
 
     def search(self, req: SearchRequest) -> SearchResult:
         return self._searcher.search(req)
@@ -201,7 +209,7 @@ class MeshService:
 
     def own_record(self, request_id: str, principal: Principal, scope: str | None = None) -> ProvenanceRecord:
         """The caller's record, while the caller's current roles can read every product it retrieved or
-        cites; otherwise exactly like a missing record. Records are owned by principal name, and a later
+        cites (or, for one cited only for catalog facts, may discover it); otherwise exactly like a missing record. Records are owned by principal name, and a later
         key under that name with fewer roles must not read an earlier key's confidential citations.
         `scope` (the caller's key id): an id the caller chose names its record inside that scope."""
         record = None
@@ -213,8 +221,17 @@ class MeshService:
         if record is None:
             record = self.provenance.get(request_id, principal)
         catalog = self.context.catalog
-        if not all((product := catalog.products.get(pid)) is not None and principal.can_read(product)
-                   for pid in record.product_ids):
+        retrieved = {r.product_id for r in record.retrieved}
+
+        def may_see(pid: str) -> bool:
+            product = catalog.products.get(pid)
+            if product is None or principal.can_read(product):
+                return product is not None
+            # A product cited only for catalog facts its contract lets this principal discover.
+            return (principal.can_discover(product) and pid not in retrieved
+                    and all(cites_discoverable_fact(c) for c in record.citations if c.product_id == pid))
+
+        if not all(may_see(pid) for pid in record.product_ids):
             raise not_found(request_id)
         return record
 
@@ -230,10 +247,13 @@ class MeshService:
         def tup(v: list[str] | None) -> tuple[str, ...] | None:
             return None if v is None else tuple(v)
 
+        as_of = params.get("as_of")
         req = SearchRequest(query=record.question, principal=record.principal, k=int(params["k"]),
                             release=record.release_id, products=tup(filters.get("products")),
                             domains=tup(filters.get("domains")), classifications=tup(filters.get("classifications")),
-                            documents=tup(filters.get("documents")), rerank=params.get("reranker") is not None)
-        replayed = tuple(h.chunk_id for h in self._searcher.search(req).hits)
+                            documents=tup(filters.get("documents")), rerank=params.get("reranker") is not None,
+                            as_of=date.fromisoformat(as_of) if as_of else None)
+        # The recorded pins (`<id>@<version>`, as_of) serve the same product versions; a diff is recomputed.
+        replayed = tuple(h.chunk_id for h in self._versions.replay(req, params).hits)
         original = tuple(record.chunk_ids)
         return ReplayReport(request_id, record.release_id, replayed == original, original, replayed)

@@ -25,6 +25,7 @@ from knowledge.catalog import Catalog, MeshStamp, log_problem_changes, mesh_unch
 from knowledge.errors import ConfigError
 from retrieval.rerank import CrossEncoderReranker
 from retrieval.settings import RetrievalSettings
+from retrieval.versions import ProductVersion, version_index
 
 MAX_CACHED_VERSIONS = 512  # chunk versions kept in memory (a release holds one per product)
 
@@ -57,6 +58,7 @@ class ServingContext:
         self._alias_stamp: tuple[int, int, int] | None = None
         self._alias_id: str | None = None
         self._releases: dict[str, Release] = {}
+        self._versions: dict[tuple[str, int], dict[str, tuple[ProductVersion, ...]]] = {}
         self._loaded: OrderedDict[str, LoadedChunkVersion] = OrderedDict()
         self._lock = threading.RLock()
         self._model_id = ""
@@ -184,6 +186,21 @@ class ServingContext:
         """A release by id or alias (no access check)."""
         self.require_warm()
         return self._resolve_release(ref)
+
+    def product_versions(self, release: Release) -> dict[str, tuple[ProductVersion, ...]]:
+        """Every addressable version of each product `release` serves (retrieval/versions.py), oldest first;
+        recomputed when the release registry changes (a new release may have served another version)."""
+        try:
+            stamp = self.releases.dir.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = 0
+        key = (release.id, stamp)
+        found = self._versions.get(key)
+        if found is None:
+            found = version_index(release, self.releases.list())
+            with self._lock:
+                self._versions = {k: v for k, v in self._versions.items() if k[1] == stamp} | {key: found}
+        return found
 
     def chunks_of(self, chunk_version: str) -> list[Chunk]:
         """All chunks of one chunk product version (loaded once, shared with search; no access check)."""

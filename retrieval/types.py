@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from datetime import date
 from functools import cache
 from typing import Any, Literal
 
@@ -36,6 +37,9 @@ class SearchRequest:
     classifications: tuple[str, ...] | None = None
     documents: tuple[str, ...] | None = None
     rerank: bool | None = None  # None: as configured
+    # Product versions: `products` may pin `<id>@<version>`; `as_of` serves each product at the version
+    # current on that date (retrieval/versions.py). Neither: every product's current version.
+    as_of: date | None = None
 
 
 # Every score that ranked a chunk: score, rank, dense, dense_rank, keyword, keyword_rank, rerank (None

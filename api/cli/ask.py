@@ -29,9 +29,12 @@ def ask(
     question: str = typer.Argument(..., help="The question, in natural language."),
     roles: list[str] = typer.Option(None, "--as", help="Ask with this role (repeatable). Without it: public products only."),
     principal_name: str | None = typer.Option(None, "--principal", help="Who is asking (recorded in provenance)."),
-    product: list[str] = typer.Option(None, "--product", help="Only this product (repeatable)."),
+    product: list[str] = typer.Option(None, "--product", help="Only this product (repeatable); PRODUCT@VERSION "
+                                      "pins a version, e.g. customer.subscription-metrics@1.0.0."),
     domain: list[str] = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
     release: str = typer.Option(CURRENT, "--release", help="Release id to answer from, or 'current'."),
+    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD: answer from the product versions current "
+                                     "on that date."),
     k: int | None = typer.Option(None, "-k", "--k", help="How many chunks the answerer sees (default MESHRAG_TOP_K, "
                                  "at most MESHRAG_MAX_K)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Index data directory (default: MESHRAG_DATA_DIR, else ./.meshrag)."),
@@ -46,7 +49,8 @@ def ask(
         service = MeshService(settings)
         service.warm_up()
         req = service.limits.search_request(principal, question, where=("option",), query_loc=("argument", "QUESTION"),
-                                            k=k, release=release, products=product or None, domains=domain or None)
+                                            k=k, release=release, products=product or None, domains=domain or None,
+                                            as_of=as_of)
         result = service.pipeline.run(req, new_request_id())
     answer = result.answer
     if as_json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Iterator
 
 from fastapi import APIRouter
@@ -24,6 +23,7 @@ from api.schemas import (
     RetrievalEvent,
     SentenceEvent,
 )
+from retrieval.answer.citations import with_markers
 from retrieval.pipeline import AskEvent, Retrieved, finish
 from retrieval.types import AnswerSentence
 
@@ -75,7 +75,7 @@ async def ask(
 ):  # -> AskResponse | EventSourceResponse
     req = service.limits.search_request(
         principal, body.question, k=body.k, release=body.release, products=body.products,
-        domains=body.domains, classifications=body.classifications)
+        domains=body.domains, classifications=body.classifications, as_of=body.as_of)
     stages = service.pipeline.stages(req, record_id)
     # Retrieval runs before the response starts, so its errors are ordinary HTTP errors.
     retrieved = await run_in_threadpool(next, stages)
@@ -132,15 +132,6 @@ def event(name: str, data: str) -> ServerSentEvent:
     return ServerSentEvent(data=data, event=name, sep="\n")
 
 
-_TRAILING_PUNCT = re.compile(r"[.!?]+[\"'”’)*_]*$")  # as retrieval.answer.citations places markers
-
-
 def render(sentence: AnswerSentence) -> str:
     """The sentence with its markers before its final punctuation, as in the answer text."""
-    if not sentence.markers:
-        return sentence.text
-    tags = "".join(f"[{m}]" for m in sentence.markers)
-    end = _TRAILING_PUNCT.search(sentence.text)
-    if end is None:
-        return f"{sentence.text} {tags}"
-    return f"{sentence.text[: end.start()]} {tags}{sentence.text[end.start() :]}"
+    return with_markers(sentence.text, sentence.markers)

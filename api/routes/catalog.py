@@ -1,5 +1,6 @@
 """GET /v1/catalog and /v1/catalog/{product_id}: the products you may read, their contracts,
-owners, freshness, and the releases that serve them."""
+owners, freshness, and the releases that serve them; and the catalog facts alone of products whose
+contracts make them discoverable to you."""
 
 from __future__ import annotations
 
@@ -9,14 +10,24 @@ from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from api import examples
+from api.catalog_schemas import (
+    CatalogProduct,
+    CatalogResponse,
+    Classification,
+    DiscoverableProduct,
+    ProductDetail,
+    ProductVersion,
+    catalog_entry,
+)
 from api.deps import PrincipalDep, ServiceDep
 from api.errors import error_responses
-from api.schemas import CatalogResponse, Classification, ProductDetail, ProductSummary, ProductVersion
 from knowledge.catalog_search import search_catalog
 from knowledge.model import Principal
 from retrieval.service import MeshService
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
+
+
 def list_products(
     service: MeshService,
     principal: Principal,
@@ -27,19 +38,20 @@ def list_products(
     classification: str | None,
 ) -> CatalogResponse:
     products = service.context.catalog.filter(
-        domain=domain, owner=owner, tag=tag, classification=classification, principal=principal
+        domain=domain, owner=owner, tag=tag, classification=classification, principal=principal,
+        discoverable=True,
     )
     if not q:
-        rows = [ProductSummary.of(p) for p in products]
+        rows = [catalog_entry(p, principal) for p in products]
     else:
-        rows = [ProductSummary.of(p, match=n) for n, p in search_catalog(products, q)]
+        rows = [catalog_entry(p, principal, match=n) for n, p in search_catalog(products, q, principal)]
     return CatalogResponse(count=len(rows), products=rows)
 
 
 @router.get(
     "/catalog",
     response_model=CatalogResponse,
-    summary="List and search the products you may read",
+    summary="List and search the products you may read or discover",
     responses=examples.json_example(examples.CATALOG) | error_responses(401, 422),
 )
 async def catalog(
@@ -50,8 +62,8 @@ async def catalog(
         Query(
             max_length=500,
             description="Words to look for in the products' metadata "
-            "(id, title, purpose, usage, limitations, tags, owner, team); ranked by how many "
-            "match.",
+            "(id, title, purpose, usage, limitations, tags, owner, team; of a product you may only "
+            "discover, its catalog facts); ranked by how many match.",
             examples=["net revenue owner"],
         ),
     ] = None,
@@ -66,15 +78,24 @@ async def catalog(
             examples=["Data Platform"],
         ),
     ] = None,
-    tag: Annotated[str | None, Query(max_length=200, description="Only products with this tag.")] = None,
+    tag: Annotated[
+        str | None, Query(max_length=200, description="Only products you may read that have this tag.")
+    ] = None,
     classification: Annotated[Classification | None, Query(description="Only this classification.")] = None,
 ) -> CatalogResponse:
-    """Only products you may read are listed or counted."""
+    """Products you may read (`access: read`, a full summary) and products whose contracts let you see
+    their catalog facts only (`access: discover`: id, title, purpose, owner, team, contact, classification,
+    freshness; matched by `q` and the filters on those facts alone, so never by `tag`). Nothing else is
+    listed or counted."""
     return await run_in_threadpool(list_products, service, principal, q, domain, owner, tag, classification)
 
 
-def product_detail(service: MeshService, principal: Principal, product_id: str) -> ProductDetail:
-    product = service.context.catalog.get(product_id, principal)  # unreadable == missing
+def product_detail(service: MeshService, principal: Principal, product_id: str
+                   ) -> ProductDetail | DiscoverableProduct:
+    # neither readable nor discoverable == missing; discoverable only: the facts and nothing else
+    product = service.context.catalog.discover(product_id, principal)
+    if not principal.can_read(product):
+        return DiscoverableProduct.of(product)
     registry = service.context.releases
     current = registry.current_id()
     versions = [
@@ -96,8 +117,8 @@ def product_detail(service: MeshService, principal: Principal, product_id: str) 
 
 @router.get(
     "/catalog/{product_id}",
-    response_model=ProductDetail,
-    summary="One product you may read",
+    response_model=CatalogProduct,
+    summary="One product you may read or discover",
     responses=examples.json_example(examples.PRODUCT_DETAIL) | error_responses(401, 404, 422),
 )
 async def product(
@@ -106,7 +127,9 @@ async def product(
     product_id: Annotated[
         str, Path(max_length=200, description="`<domain>.<name>`", examples=[examples.PRODUCT])
     ],
-) -> ProductDetail:
+) -> ProductDetail | DiscoverableProduct:
     """Contract summary, owner and team, freshness against the SLA, documents, and the releases that
-    serve the product. A product you may not read is answered exactly like one that does not exist."""
+    serve the product. A product whose contract lets you discover but not read it: its catalog facts
+    only (`access: discover`). Any other product you may not read is answered exactly like one that does
+    not exist."""
     return await run_in_threadpool(product_detail, service, principal, product_id)

@@ -102,7 +102,7 @@ async def chat_completions(
     req = service.limits.search_request(
         principal, rewrite.question, where=("body", "meshrag"), query_loc=question_loc, k=options.k,
         release=options.release, products=options.products, domains=options.domains,
-        classifications=options.classifications)
+        classifications=options.classifications, as_of=options.as_of)
     result = await run_in_threadpool(service.pipeline.run, req, record_id)
     metrics.observe_ask("chat", result)
     ext = extension(result, rewrite.rewritten, rewrite.rule)

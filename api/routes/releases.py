@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
 from api import examples
+from api.catalog_schemas import ReleaseDetail, ReleaseList, ReleaseProduct, release_summary
 from api.deps import PrincipalDep, ServiceDep
 from api.errors import error_responses
-from api.schemas import ReleaseDetail, ReleaseList, ReleaseProduct, release_summary
 from indexing.releases import ProductEntry, Release
 from knowledge.model import Principal
 from retrieval.access import readable_entries

@@ -31,7 +31,7 @@ async def search(
     req = service.limits.search_request(
         principal, body.query, query_loc=("body", "query"), k=body.k, release=body.release,
         products=body.products, domains=body.domains, classifications=body.classifications,
-        documents=body.documents, rerank=body.rerank)
+        documents=body.documents, rerank=body.rerank, as_of=body.as_of)
     result = await run_in_threadpool(service.search, req)
     metrics.observe_search("search", result)
     return SearchResponse.of(request_id, result)

@@ -1,10 +1,12 @@
-"""GET /catalog (the products the visitor may read, filtered and searched) and GET /catalog/{product_id}
+"""GET /catalog (the products the visitor may read or discover, filtered and searched) and GET /catalog/{product_id}
 (one product: contract, team, SLAs and their status, versions and what changed, documents, eval results).
 
 Both pages are the JSON API's catalog functions rendered (`list_products`, `product_detail`), so they
-list, count and refuse exactly as the API does: a product the visitor may not read is a 404 page that
-reads like the one for a product that does not exist. The filter choices (domains, owners, tags) come
-from the readable products only, so a select box never names a product's facts the visitor may not see.
+list, count and refuse exactly as the API does: a product whose contract lets the visitor discover but not
+read it shows its catalog facts alone and whom to ask; any other product the visitor may not read is a 404
+page that reads like the one for a product that does not exist. The filter choices come from what the
+visitor may see (domains and owners of the products it may read or discover, tags of those it may read),
+so a select box never names anything else.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from api.catalog_schemas import DiscoverableProduct, ProductDetail, ProductSummary, ProductVersion
 from api.deps import ServiceDep
 from api.routes.catalog import list_products, product_detail
-from api.schemas import ProductDetail, ProductSummary, ProductVersion
 from api.web.deps import VisitorDep
 from api.web.releases import EntryChange
 from api.web.render import WebRoute, page
@@ -97,13 +99,14 @@ def duration_words(days: int) -> str:
 
 @dataclass(frozen=True)
 class CatalogRow:
-    product: ProductSummary
+    product: ProductSummary | DiscoverableProduct  # access "discover": the catalog facts alone
     freshness: str
 
 
 @dataclass(frozen=True)
 class FilterChoices:
-    """What the filter selects offer: drawn from the products the visitor may read."""
+    """What the filter selects offer: domains and owners (catalog facts) of the products the visitor may
+    read or discover, tags of the products it may read (a tag is not a fact)."""
 
     domains: list[str]
     owners: list[tuple[str, str]]  # (username, "Name (team)")
@@ -112,19 +115,30 @@ class FilterChoices:
     freshness: tuple[str, ...] = FRESHNESS_STATES
 
 
+@dataclass(frozen=True)
+class CatalogCounts:
+    readable: int
+    discoverable: int  # products whose catalog facts alone the visitor may see
+
+    @property
+    def total(self) -> int:
+        return self.readable + self.discoverable
+
+
 def catalog_view(service: MeshService, principal: Principal, filters: CatalogFilters
-                 ) -> tuple[list[CatalogRow], int, FilterChoices]:
-    """(the matching rows, how many products the visitor may read, the filter choices)."""
+                 ) -> tuple[list[CatalogRow], CatalogCounts, FilterChoices]:
+    """(the matching rows, how many products the visitor may read and may only discover, the filter choices)."""
     found = list_products(service, principal, filters.q, filters.domain, filters.owner, filters.tag,
                           filters.classification)
     rows = [CatalogRow(p, freshness_words(p.freshness)) for p in found.products
             if filters.freshness is None or p.freshness.status == filters.freshness]
-    readable = service.context.catalog.readable(principal)
-    owners = {p.owner.username: f"{p.owner.name} ({p.team})" for p in readable}
-    choices = FilterChoices(domains=sorted({p.domain for p in readable}),
+    catalog = service.context.catalog
+    readable, visible = catalog.readable(principal), catalog.discoverable(principal)
+    owners = {p.owner.username: f"{p.owner.name} ({p.team})" for p in visible}
+    choices = FilterChoices(domains=sorted({p.domain for p in visible}),
                             owners=sorted(owners.items(), key=lambda o: o[1]),
                             tags=sorted({t for p in readable for t in p.tags}))
-    return rows, len(readable), choices
+    return rows, CatalogCounts(len(readable), len(visible) - len(readable)), choices
 
 
 @dataclass(frozen=True)
@@ -161,8 +175,11 @@ class ProductView:
         return ", ".join(PurePath(s).name for s in self.evaluation.sets) if self.evaluation else ""
 
 
-def product_view(service: MeshService, principal: Principal, product_id: str) -> ProductView:
-    detail = product_detail(service, principal, product_id)  # unreadable or missing: ProductNotFound (404)
+def product_view(service: MeshService, principal: Principal, product_id: str) -> ProductView | DiscoverableProduct:
+    """The product page's view; for a product the visitor may only discover, its catalog facts alone."""
+    detail = product_detail(service, principal, product_id)  # neither readable nor discoverable: 404
+    if not isinstance(detail, ProductDetail):
+        return detail
     registry = service.context.releases
     entries: dict[str, ProductEntry] = {r.id: e for r in registry.list()
                                         if (e := r.products.get(detail.id)) is not None}
@@ -188,8 +205,8 @@ def product_view(service: MeshService, principal: Principal, product_id: str) ->
 @router.get("/catalog")
 async def catalog_page(request: Request, visitor: VisitorDep, service: ServiceDep,
                        filters: Annotated[CatalogFilters, Query()]) -> Response:
-    rows, readable, choices = await run_in_threadpool(catalog_view, service, visitor.principal, filters)
-    return page(request, "catalog.html", visitor, nav="catalog", rows=rows, readable=readable, choices=choices,
+    rows, counts, choices = await run_in_threadpool(catalog_view, service, visitor.principal, filters)
+    return page(request, "catalog.html", visitor, nav="catalog", rows=rows, counts=counts, choices=choices,
                 filters=filters)
 
 
@@ -197,5 +214,8 @@ async def catalog_page(request: Request, visitor: VisitorDep, service: ServiceDe
 async def product_page(request: Request, visitor: VisitorDep, service: ServiceDep,
                        product_id: Annotated[str, Path(max_length=200)]) -> Response:
     view = await run_in_threadpool(product_view, service, visitor.principal, product_id)
+    if not isinstance(view, ProductView):
+        return page(request, "product_facts.html", visitor, nav="catalog", facts=view,
+                    freshness=freshness_words(view.freshness))
     return page(request, "product.html", visitor, nav="catalog", view=view, eval_metrics=EVAL_METRICS,
                 eval_command=EVAL_COMMAND)

@@ -28,15 +28,18 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from api.deps import ServiceDep
 from api.web.deps import VisitorDep
 from api.web.render import WebRoute, page
+from api.web.session import Visitor
 from indexing.releases import CURRENT
 from indexing.types import Chunk
+from knowledge.contracts import CONTRACT_FILE, DESCRIPTOR_FILE
 from knowledge.errors import ConfigError, ProductNotFound, ReleaseNotFound
 from retrieval.access import readable_entries
+from retrieval.service import MeshService
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -236,6 +239,8 @@ async def document_view(
     end: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     context = service.context
+    if document in (CONTRACT_FILE, DESCRIPTOR_FILE):
+        return contract_view(request, visitor, service, product_id, document, start, end)
     product = context.catalog.get(product_id, visitor.principal)  # unreadable = missing, as in the API
     if release != CURRENT and not RELEASE_REF.match(release):
         raise ReleaseNotFound(f"no release {release!r}; release ids look like rel-1a2b3c… "
@@ -260,3 +265,27 @@ async def document_view(
         span=(start, end) if span is not None else None,
         redacted=sum(c.pii_redacted for c in mine), chunks=len(mine),
     )
+
+
+def contract_view(request: Request, visitor: Visitor, service: MeshService, product_id: str, document: str,
+                  start: int | None, end: int | None) -> Response:
+    """A product's descriptor or contract file with a cited fact's span marked (what discovery answers cite,
+    retrieval/discovery/). Shown to readers of the product; a visitor who may only discover it is sent
+    to its catalog page (its facts, nothing more); anyone else gets the missing-product answer."""
+    catalog = service.context.catalog
+    known = catalog.products.get(product_id)
+    if known is not None and not visitor.principal.can_read(known) and visitor.principal.can_discover(known):
+        return RedirectResponse(f"/catalog/{quote(product_id, safe='')}", status_code=303)
+    product = catalog.get(product_id, visitor.principal)
+    text = (product.contract_path if document == CONTRACT_FILE else product.descriptor_path).read_text("utf-8")
+    if (start is None) != (end is None):
+        raise ConfigError("give both start and end of the span to highlight, or neither")
+    span = (start, end) if start is not None and end is not None else None
+    if span is not None and not 0 <= span[0] < span[1] <= len(text):
+        raise ConfigError(f"the span {start}–{end} is not inside {document} (characters 0–{len(text)}); open the "
+                          "file without a span, or follow a citation link")
+    runs = ([Run("text", text[:span[0]]), Run("text", text[span[0]:span[1]], marked=True, first=True),
+             Run("text", text[span[1]:])] if span else [Run("text", text)])
+    return page(request, "document.html", visitor, nav="ask", product=product, document=document,
+                title=f"{product.title}: {document}", release=None, runs=[r for r in runs if r.text],
+                span=span, redacted=0, chunks=0, contract=True)

@@ -93,7 +93,9 @@ def _pieces(answer_text: str) -> tuple[list[str], list[_Piece], int]:
     return prefixes, pieces, orphans
 
 
-def _render(body: str, markers: Sequence[int]) -> str:
+def with_markers(body: str, markers: Sequence[int]) -> str:
+    """`body` with its citation markers before its final punctuation ("… net of refunds [1]."): how an
+    answer's text shows them, whichever stage wrote the sentence."""
     if not markers:
         return body
     tags = "".join(f"[{n}]" for n in markers)
@@ -136,7 +138,7 @@ def verify_citations(answer_text: str, context_hits: Sequence[RetrievedChunk], s
             kept.append(renumber[n])
             support = max(support, score)
         sentences.append(AnswerSentence(text=piece.body, markers=tuple(kept), support=round(support, 4)))
-        lines[piece.line].append(_render(piece.body, kept))
+        lines[piece.line].append(with_markers(piece.body, kept))
 
     text = "\n".join(prefix + " ".join(parts) if parts else "" for prefix, parts in zip(prefixes, lines))
     text = re.sub(r"\n{3,}", "\n\n", text).strip()

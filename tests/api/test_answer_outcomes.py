@@ -31,7 +31,9 @@ from tests.api.conftest import Api, serving, sse_events
 pytestmark = pytest.mark.slow
 
 MODEL = "meshrag-extractive"
-QUESTION = "Who owns the subscription metrics product?"  # a who-question: answered ones carry `short`
+# A who-question about content (answered ones carry `short`); "who owns the … product?" is a discovery
+# question, answered from catalog facts without the answer model (retrieval/discovery/).
+QUESTION = "Who approves requests for the CUSTOMER_ANALYTICS_READ Snowflake role?"
 OWNER = "Priya Raman"
 FLAG = "No confirmed answer in the products you can read. Possibly relevant passages:"
 # Thresholds that decide each outcome whatever the scores: answerability is a probability in [0, 1]

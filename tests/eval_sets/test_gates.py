@@ -31,11 +31,12 @@ def test_committed_thresholds_gate_retrieval_access_and_the_answer_stage():
     # measured state of the fitted answer model (below the answer issue's targets; see thresholds.yaml).
     assert t.overall.min == {"recall@5": 0.90, "ndcg@10": 0.80, "abstention_accuracy": 0.30,
                              "supported_citation_share": 0.95, "answer_correctness": 0.15,
-                             "answerability_auc": 0.58}
+                             "answerability_auc": 0.58, "discovery_fact_rate": 0.70,
+                             "discovery_aggregation_exact": 0.80, "version_correct": 0.25}
     assert t.overall.max == {"false_abstention_rate": 0.26, "access_leaks": 0}
     # A product's own entry replaces single bounds of the "*" defaults and keeps the others.
     finance = t.for_product("finance.revenue-reporting")
-    assert finance.min["ndcg@10"] < 0.80 and finance.min["recall@5"] == 0.90 and finance.max["access_leaks"] == 0
+    assert finance.min["ndcg@10"] < 0.80 and finance.min["recall@5"] == 0.87 and finance.max["access_leaks"] == 0
     assert t.regression.overall["recall@5"] > 0
 
 

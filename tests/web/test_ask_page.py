@@ -292,7 +292,8 @@ def test_the_stream_refuses_what_the_api_refuses_with_the_api_errors(page, web: 
 
 def forbidden_texts(web: Web) -> list[str]:
     """Ids, names, documents and passages of the confidential and restricted products that nothing an
-    employee may read also contains."""
+    employee may read also contains. (Their ids and names are catalog facts an employee may discover, but
+    on the catalog pages only: tests/web/test_page_access.py; never on the ask page.)"""
     context = ServingContext(RetrievalSettings(data_dir=web.data_dir))
     release = context.releases.current()
     assert release is not None
@@ -327,19 +328,24 @@ def test_an_employee_never_sees_confidential_or_restricted_content(page, web: We
             assert not leaked, (question, leaked[:5])
         page.locator("#ask-previous").uncheck()
 
-    # The document view of those products is the 404 of a product that does not exist, as in the API.
+    # The document view of those products is the 404 of a product that does not exist, as in the API; the
+    # API's catalog shows the employee their catalog facts alone (they are discoverable, not readable).
+    auth = {"Authorization": f"Bearer {web.keys['emp']}"}
     with httpx.Client(base_url=web.url, timeout=60) as client:
         client.post("/signin", data={"api_key": web.keys["emp"]})
         missing = client.get("/documents/people.no-such-product/_catalog")
         missing_message = re.search(r'role="alert">(.*?)</p>', missing.text, re.DOTALL).group(1)
+        api_missing = httpx.get(f"{web.url}/v1/catalog/people.no-such-product", headers=auth).json()
         for pid in FORBIDDEN:
             r = client.get(f"/documents/{pid}/_catalog?start=0&end=10")
             assert r.status_code == missing.status_code == 404
             message = re.search(r'role="alert">(.*?)</p>', r.text, re.DOTALL).group(1)
             assert message == missing_message.replace("people.no-such-product", pid)
-            api = httpx.get(f"{web.url}/v1/catalog/{pid}", headers={"Authorization": f"Bearer {web.keys['emp']}"})
-            assert api.status_code == 404 and html.unescape(message) == api.json()["error"]["message"]
+            assert html.unescape(message) == api_missing["error"]["message"].replace("people.no-such-product", pid)
             assert not [text for text in forbidden if text in r.text and text != pid]
+            facts = httpx.get(f"{web.url}/v1/catalog/{pid}", headers=auth)
+            assert facts.status_code == 200 and facts.json()["access"] == "discover"
+            assert not {"tags", "documents", "document_ids", "versions", "usage"} & set(facts.json())
 
 
 def test_signed_out_visitors_ask_the_public_products_only(page, web: Web):

@@ -1,6 +1,6 @@
 """The catalog in the browser: filters and search through the page's own form, the product page (owner,
-team, SLA status in words, versions, documents, the eval line), and an employee who sees neither the
-confidential nor the restricted products anywhere in it."""
+team, SLA status in words, versions, documents, the eval line), and an employee who sees the confidential
+and restricted products by their catalog facts alone (their contracts make them discoverable)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ANALYST_READS = {"customer.subscription-metrics", "customer.support-knowledge", "finance.revenue-reporting",
                  "operations.fulfilment-ops", "platform.mesh-handbook"}
 EMPLOYEE_READS = {"customer.subscription-metrics", "operations.fulfilment-ops", "platform.mesh-handbook"}
+EMPLOYEE_DISCOVERS = {RESTRICTED, *CONFIDENTIAL}  # catalog facts only (contracts: discoverableBy: [employee])
 STALE = "operations.fulfilment-ops"  # declares its last update (2026-05-29) against a 30-day SLA
 
 
@@ -75,7 +76,7 @@ def test_catalog_filters_and_search(page, web: Web):
 
     apply(page, domain="platform", classification="confidential")
     assert listed(page) == []
-    assert "No product you may read matches these filters" in page.locator("#catalog-empty").inner_text()
+    assert "No product you may read or discover matches these filters" in page.locator("#catalog-empty").inner_text()
     page.get_by_role("link", name="Show every product").click()
     assert set(listed(page)) == ANALYST_READS
     no_blocking_axe(page, "catalog")
@@ -129,29 +130,52 @@ def test_an_unreadable_product_is_the_page_of_a_missing_one(page, web: Web):
     assert RESTRICTED not in expected.replace("<id>", "")
 
 
-def test_an_employee_never_sees_confidential_or_restricted_products_in_the_catalog(page, web: Web):
-    hidden = [RESTRICTED, *CONFIDENTIAL, "Revenue Reporting", "Compensation Handbook", "Support Knowledge Base",
-              "Hannah Lindqvist", "Amara Nwosu", "Luis Carvalho", "net-revenue", "pay-bands"]
+def test_an_employee_discovers_confidential_and_restricted_products_by_their_facts_alone(page, web: Web):
+    # Their contracts make them discoverable to employees: the catalog lists them with their facts (id, title,
+    # purpose, owner, team, contact, classification, freshness) and whom to ask; never tags, other team
+    # members, usage, documents or versions.
+    not_facts = ["net-revenue", "pay-bands", "Robert Asante", "Ruth Castellanos", "Source of truth for any revenue",
+                 "do not forward or quote", "glossary.csv", "net-revenue.md", "/documents/finance.", "/documents/people."]
     sign_in(page, web, "emp")
     page.goto("/catalog")
-    assert set(listed(page)) == EMPLOYEE_READS
-    assert "of 3 products" in page.locator("#catalog-results caption").inner_text()
+    assert set(listed(page)) == EMPLOYEE_READS | EMPLOYEE_DISCOVERS
+    assert "of 6 products" in page.locator("#catalog-results caption").inner_text()
+    for pid in EMPLOYEE_DISCOVERS:
+        row = page.locator(f"tr[data-product='{pid}']").inner_text()
+        assert "discoverable only" in row and "you cannot read its content; ask" in row
+        assert page.locator(f"tr[data-product='{pid}'] .pages-tags").count() == 0
+    assert "Hannah Lindqvist (h.lindqvist) of Finance Analytics" in page.locator(
+        "tr[data-product='finance.revenue-reporting']").inner_text()
     domains = page.get_by_label("Domain").locator("option")
-    assert {domains.nth(i).get_attribute("value") for i in range(domains.count())} == {"", "customer", "operations",
-                                                                                       "platform"}
+    assert {domains.nth(i).get_attribute("value") for i in range(domains.count())} == {
+        "", "customer", "finance", "operations", "people", "platform"}
+    tags = page.get_by_label("Tag").locator("option")
+    assert not {tags.nth(i).get_attribute("value") for i in range(tags.count())} & {"net-revenue", "pay-bands"}
+    screenshot(page, "catalog-discoverable")
     seen = {"/catalog": page.content()}
-    for path in ("/catalog?classification=confidential", "/catalog?classification=restricted",
-                 "/catalog?q=revenue+salary+refund", "/catalog?domain=finance", "/catalog?owner=h.lindqvist",
-                 "/catalog?tag=net-revenue"):
+    for path, expected in (("/catalog?classification=confidential", set(CONFIDENTIAL)),
+                           ("/catalog?classification=restricted", {RESTRICTED}),
+                           ("/catalog?domain=finance", {"finance.revenue-reporting"}),
+                           ("/catalog?owner=h.lindqvist", {"finance.revenue-reporting"}),
+                           ("/catalog?tag=net-revenue", set()),  # a tag is not a fact
+                           ("/catalog?q=quote+forward", set()),  # limitations text is not a fact
+                           ("/catalog?q=revenue+salary+refund", None)):
         response = page.goto(path)
         assert response is not None and response.status == 200
-        assert set(listed(page)) <= EMPLOYEE_READS, path
+        if expected is not None:
+            assert set(listed(page)) == expected, path
         seen[path] = page.content()
-    for path in ("/catalog?classification=confidential", "/catalog?domain=finance"):
-        assert "No product you may read matches" in seen[path]
+    assert "No product you may read or discover matches" in seen["/catalog?tag=net-revenue"]
     for pid in (RESTRICTED, *CONFIDENTIAL):
         response = page.goto(f"/catalog/{pid}")
-        assert response is not None and response.status == 404
+        assert response is not None and response.status == 200
+        assert page.locator("#product-discover-only").is_visible()
+        assert page.locator("#product-documents, #product-versions, #product-team, #product-evals").count() == 0
+        seen[f"/catalog/{pid}"] = page.content()
+    page.goto("/catalog/finance.revenue-reporting")
+    assert "Hannah Lindqvist" in page.locator("#product-owner").inner_text()
+    assert page.locator("#product-status").inner_text().startswith("fresh")
+    no_blocking_axe(page, "product (discoverable only)")
     for path, html in seen.items():
-        leaked = [m for m in hidden if m in html]
+        leaked = [m for m in not_facts if m in html]
         assert not leaked, (path, leaked)

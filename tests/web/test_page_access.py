@@ -1,7 +1,10 @@
-"""Browser-level leak test: an `employee` key, signed in to the web page, never sees anything of a product its
-roles do not allow (the confidential support and finance products, the restricted compensation handbook) on
-any page: ids, titles, document ids, chunk ids and versions, or a line of their text. Those products' pages
-answer exactly like pages of products that do not exist."""
+"""Browser-level leak test: an `employee` key, signed in to the web page, never sees the content of a product its
+roles do not read (the confidential support and finance products, the restricted compensation handbook) on
+any page: document ids, chunk ids and versions, usage, limitations, tags, or a line of their text. Their
+contracts make them discoverable to employees, so the catalog pages show their catalog facts (id, title,
+purpose, owner, team, contact, classification, freshness) and nothing else; no other page names them. For a
+visitor who may neither read nor discover a product (signed out), its page answers exactly like the page of
+a product that does not exist."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 
 from indexing.releases import ReleaseRegistry
 from indexing.versions import VersionStore
-from knowledge.catalog import Catalog
+from knowledge.catalog import Catalog, product_facts
 from knowledge.model import Principal
 from knowledge.settings import SAMPLE_MESH
 from tests.web.conftest import WEB_PRINCIPALS, Web, sign_in
@@ -25,9 +28,10 @@ QUESTIONS = (
 )
 
 
-def hidden_markers(web: Web) -> tuple[list[str], list[str]]:
-    """(hidden product ids, every string only those products hold: ids, titles, document ids, chunk ids,
-    versions, and each line of their indexed text that no readable product also has)."""
+def hidden_markers(web: Web) -> tuple[list[str], list[str], list[str]]:
+    """(unreadable product ids, their facts — ids and titles — that only catalog pages may show, every
+    other string only those products hold: document ids, chunk ids, versions, usage, limitations, tags that
+    are not also facts, and each line of their indexed text that no readable product also has)."""
     catalog = Catalog.load([SAMPLE_MESH])
     release = ReleaseRegistry(web.data_dir).current()
     assert release is not None
@@ -37,20 +41,25 @@ def hidden_markers(web: Web) -> tuple[list[str], list[str]]:
     readable_text = "\n".join(
         c.text for pid, e in release.products.items() if pid not in hidden for c in store.read_chunks(e.chunk_version)
     )
+    facts: list[str] = []
     markers: list[str] = []
     for pid in hidden:
         product, entry = catalog.products[pid], release.products[pid]
-        markers += [pid, product.title, entry.chunk_version, entry.embedding_version]
+        assert EMPLOYEE.can_discover(product), pid
+        facts += [pid, product.title]
+        shown = " ".join(str(v) for v in product_facts(product).values()).lower()
+        markers += [entry.chunk_version, entry.embedding_version, product.usage, product.limitations]
         markers += [product.document_id(p) for p in product.documents()]
+        markers += [t for t in product.tags if len(t) >= 5 and t.lower() not in shown and t not in readable_text]
         for chunk in store.read_chunks(entry.chunk_version):
             markers.append(chunk.chunk_id)
             markers += [line.strip() for line in chunk.text.splitlines()
                         if len(line.strip()) >= 40 and line.strip() not in readable_text]
-    return hidden, markers
+    return hidden, facts, [m for m in markers if m]
 
 
 def test_an_employee_sees_nothing_of_products_it_may_not_read_on_any_page(page, web: Web):
-    hidden, markers = hidden_markers(web)
+    hidden, facts, markers = hidden_markers(web)
     sign_in(page, web, "emp")
     seen: dict[str, str] = {}
 
@@ -71,20 +80,35 @@ def test_an_employee_sees_nothing_of_products_it_may_not_read_on_any_page(page, 
                  "/catalog?q=refund+revenue+salary", "/catalog?domain=finance", "/catalog?domain=people",
                  "/releases", f"/releases/{release.id}", f"/releases/diff?a={release.id}&b={release.id}"):
         visit(path)
+    catalog = Catalog.load([SAMPLE_MESH])
+    for pid in hidden:
+        visit(f"/catalog/{pid}")  # discoverable: the facts page
+        assert page.locator("#product-discover-only").is_visible()
+        assert page.locator("#product-documents, #product-versions, #product-team").count() == 0
+        product = catalog.products[pid]
+        document = product.document_id(product.documents()[0])
+        visit(f"/documents/{pid}/{document}", 404)
+    for where, html in seen.items():
+        # A product id the visitor typed may be echoed back on its own 404 page; nothing else may appear.
+        leaked = [m for m in markers if m in html and not where.startswith(f"/documents/{m}/")]
+        assert not leaked, (where, leaked[:5])
+        if not where.startswith("/catalog"):  # the facts belong on catalog pages only
+            leaked = [f for f in facts if f in html and not where.startswith(f"/documents/{f}/")]
+            assert not leaked, (where, leaked[:5])
+
+    # Signed out, the visitor may neither read nor discover those products: their pages are the page of
+    # a product that does not exist, byte for byte but for the id the visitor typed.
+    page.context.clear_cookies()
     missing = page.goto("/catalog/nobody.no-such-product")
     assert missing is not None and missing.status == 404
     def shown() -> str:  # the page's heading and message (its request id differs from page to page)
         return "\n".join(page.locator("main h1, main .error").all_inner_texts())
 
     missing_text = shown().replace("nobody.no-such-product", "<id>")
-    for pid in hidden:
-        visit(f"/catalog/{pid}", 404)
-        # Byte for byte the page of a product that does not exist, but for the id the visitor typed.
+    anonymous = Principal.anonymous()
+    for pid in sorted(p for p, product in catalog.products.items() if not anonymous.can_discover(product)):
+        response = page.goto(f"/catalog/{pid}")
+        assert response is not None and response.status == 404
         assert shown().replace(pid, "<id>") == missing_text
-        product = Catalog.load([SAMPLE_MESH]).products[pid]
-        document = product.document_id(product.documents()[0])
-        visit(f"/documents/{pid}/{document}", 404)
-    for where, html in seen.items():
-        # A product id the visitor typed may be echoed back on its own 404 page; nothing else may appear.
-        leaked = [m for m in markers if m in html and not (where == f"/catalog/{m}" or where.startswith(f"/documents/{m}/"))]
-        assert not leaked, (where, leaked[:5])
+        for m in (*facts, *markers):
+            assert m == pid or m not in page.content(), (pid, m)

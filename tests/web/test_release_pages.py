@@ -282,5 +282,10 @@ def test_an_employee_sees_only_its_products_in_releases(rpage, releases: Release
     changed = page.locator("#diff-changed tbody tr")
     assert {changed.nth(i).get_attribute("data-product") for i in range(changed.count())} == {PUBLIC, INTERNAL}
     for pid in (CONFIDENTIAL, RESTRICTED):
+        # Discoverable by employee (their contracts' discoverableBy): the facts page, and nothing of the
+        # releases that serve the product (no release ids, versions or documents).
         response = page.goto(f"/catalog/{pid}")
-        assert response is not None and response.status == 404
+        assert response is not None and response.status == 200
+        html = page.content()
+        assert "discoverable only" in html.lower()
+        assert releases.first not in html and releases.second not in html and ADDED_DOC not in html

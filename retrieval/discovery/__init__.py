@@ -1,0 +1,52 @@
+"""Discovery questions answered from the catalog's typed facts (knowledge.facts), as one stage of the ask
+pipeline: a question about products (which product, who owns it, whom to contact, how fresh, classified
+how, who may read it, SLAs, domain, PII policy, version) or across products (which are stale, what a
+team or person owns, which confidential ones I can read, which are in a domain, which I can read) gets
+plain sentences of facts, each citing the descriptor or contract span it states. Anything else returns
+None and the pipeline's answerer answers as before.
+
+recognise (what is asked, catalog linking, filters) · cache (`CatalogFacts`: fact sheets and linking
+vocabularies, read once per catalog) · answer (`DiscoveryAnswerer`: sentences and their fact citations).
+
+Recognition is two small rule sets over the catalog's own vocabulary, never over our golden questions:
+
+    asks      = the facts the question asks for (cue patterns below; a cue word never links a product)
+    products  = catalog linking: each question word (function, cue and product-noun words dropped) that
+                matches a product's metadata adds  field weight × log(1 + visible / products matching)
+                to it; the best score wins, ties broken by retrieval rank. "Which product …" questions
+                take the top retrieved product when the catalog agrees it is a candidate.
+    scope     = one product, when the question refers to a product (a product noun, or a title word);
+                all visible products through filters (stale, classification, domain, team or person,
+                readable by me), when it asks about products in the plural
+
+A principal sees only products it may discover, and of a product it cannot read only the facts in
+`knowledge.facts.DISCOVERABLE_FACTS`; products it may neither read nor discover take no part at all (not
+in linking, not in counts).
+"""
+
+from retrieval.discovery.answer import (
+    ANSWERER,
+    FACT_CHUNK_VERSION,
+    NAME,
+    VERSION,
+    DiscoveryAnswerer,
+    cites_discoverable_fact,
+    fact_citation,
+)
+from retrieval.discovery.cache import NAME_WEIGHT, TAG_WEIGHT, TEXT_WEIGHT, CatalogFacts
+from retrieval.discovery.recognise import (
+    ASKS,
+    PLURAL,
+    PRODUCT_NOUNS,
+    Person,
+    Recognised,
+    asked,
+    link_products,
+    recognise,
+)
+
+__all__ = [
+    "ANSWERER", "ASKS", "FACT_CHUNK_VERSION", "NAME", "NAME_WEIGHT", "PLURAL", "PRODUCT_NOUNS", "TAG_WEIGHT",
+    "TEXT_WEIGHT", "VERSION", "CatalogFacts", "DiscoveryAnswerer", "Person", "Recognised", "asked",
+    "cites_discoverable_fact", "fact_citation", "link_products", "recognise",
+]

@@ -1,0 +1,289 @@
+"""What a discovery question asks of the catalog (pure rules over the question and the catalog's own
+vocabulary, never over our golden questions): `asked` gives the fact groups its wording asks for;
+`recognise` adds the scope — one product (catalog linking, `link_products`, fused with retrieval's
+ranking for "which product …") or all visible products through filters — and returns a `Recognised`,
+or None when the question is not a discovery question."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from knowledge.catalog_search import QUESTION_WORDS
+from knowledge.model import CLASSIFICATIONS, KnowledgeProduct, Principal
+from retrieval.fusion import reciprocal_rank_fusion
+
+if TYPE_CHECKING:
+    from retrieval.discovery.cache import CatalogFacts
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+# What a question asks for: fact group → cue pattern. Order = the order sentences are written in.
+ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in {
+    "which": r"\b(which|what)\s+(\w+\s+)?(product|data product|knowledge product|dataset|knowledge base)\b"
+             r"|\bwhere\b.*\b(defined|definition|documented|published|written|kept|live|lives|find)\b"
+             r"|\bwhat should i (read|use|look at|check)\b|\bshould i (use|read|look in|look at|check)\b",
+    "purpose": r"\bwhat (does|do|is|'s)\b.*\b(cover|covers|contain|contains|hold|holds|include|includes|for|about)\b",
+    "owner": r"\b(own|owns|owned|owner|owners|ownership|in charge|responsible|maintain|maintains|maintained|"
+             r"maintainer|look after|looks after|looking after|behind|belong|belongs|steward\w*|lead|leads)\b",
+    "contact": r"\b(contact|ping|talk to|speak to|reach|get in touch|email|message|whom)\b"
+               r"|\bwho (do|should|can) i (ask|go to)\b",
+    "members": r"\b(members?|who else|who works)\b",
+    "freshness": r"\b(fresh\w*|stale\w*|up[ -]?to[ -]?date|out[ -]?of[ -]?date|outdated|refresh\w*|how old|"
+                 r"last (updated|changed|reviewed)|updated|reviews?|reviewed|looked over|how often)\b",
+    "retention": r"\b(retain\w*|retention|kept|keep|hang on to|hold on to|old versions|archiv\w*)\b",
+    "classification": r"\b(classif\w*|confidential|restricted|sensitiv\w*)\b",
+    "access": r"\b(who (can|may|is allowed to|gets to) (read|see|access)|allowed to|read access|access|"
+              r"(which|what) roles?|roles? (can|may|with|have)|permission\w*|can i (read|see|access|open|use)|"
+              r"am i allowed|may i (read|see))\b",
+    "pii": r"\b(pii|personal (data|details|information|info)|customer details|redact\w*|scrub\w*|"
+           r"anonymi[sz]\w*|masked|privacy)\b",
+    "domain": r"\bdomains?\b",
+    "version": r"\b(which|what|current|latest) version\b|\bversion\b.*\b(current|published|latest)\b",
+}.items()}
+# A version question about what changed or what was before is about versions' content, not a fact.
+_HISTORY = re.compile(r"\b(chang\w*|differ\w*|before|between|compared?|since|history|previous|earlier)\b",
+                      re.IGNORECASE)
+
+# Words that refer to a product as a thing in the catalog ("the shipping data", "the revenue stuff").
+PRODUCT_NOUNS = re.compile(
+    r"\b(products?|data|datasets?|docs|documentation|documents|knowledge base|kb|handbook|rulebook|catalog|"
+    r"catalogue|stuff|numbers|figures|metrics?|kpis?|definitions?|reports?|reporting|wiki|runbooks?|guides?)\b",
+    re.IGNORECASE)
+# Questions about products in the plural: "which products…", "which of our data…", "list…", "how many…".
+PLURAL = re.compile(
+    r"\b(which|what|any|all|list|show)\b\s+(\w+\s+){0,2}(products|datasets|data products|knowledge products)\b"
+    r"|\b(which|what) of (our|the|my|your) (data|stuff|products)\b|\bwhat (data|stuff) (is|are)\b"
+    r"|\blist\b|\bhow many\b.*\bproducts\b|\bproducts (are|do|does|can|have)\b",
+    re.IGNORECASE)
+# "what does <team or person> own / look after", "which products does <team> own"
+_OWNER_AGGREGATE = re.compile(r"\b(what|which)\b", re.IGNORECASE)
+_WHO = re.compile(r"^\s*(who|whom|who's|whose)\b", re.IGNORECASE)
+_STALE = re.compile(r"\b(stale\w*|out[ -]?of[ -]?date|outdated|overdue|past (its|their) \w*\s*sla|not (up[ -]?to[ -]?"
+                    r"date|fresh)|behind)\b", re.IGNORECASE)
+_FRESH = re.compile(r"\b(fresh|up[ -]?to[ -]?date|current)\b", re.IGNORECASE)
+_READABLE = re.compile(r"\b(can|may) i (read|see|access|open|use)\b|\bi (can|may) (read|see|access|open|use)\b|"
+                       r"\bi have access\b|\bavailable to me\b|\bmy products\b", re.IGNORECASE)
+
+# Words that never link a product: question and function words, the cue words of every ask, product nouns.
+_FUNCTION = frozenset(QUESTION_WORDS | {
+    "a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "about", "as",
+    "s", "t", "re", "ve", "ll", "d", "m", "whats", "who's", "if", "so", "up", "out", "into", "than", "then",
+    "some", "all", "every", "each", "still", "now", "also", "just", "please", "tell", "know", "get", "go", "got",
+    "has", "have", "had", "be", "not", "no", "yes", "ok", "one", "ones", "thing", "things", "team", "teams",
+    "person", "people's", "someone", "somebody", "anyone", "whoever", "supposed", "required", "allowed",
+    "often", "long", "old", "need", "needs", "must", "official", "currently", "right", "there", "here",
+    "look", "looks", "looked", "over", "after", "knowledge", "base", "cover", "covers", "contain",
+    "contains", "hold", "holds", "include", "includes", "find", "use", "read", "see", "open", "check",
+})
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _cue_words(question: str) -> set[str]:
+    """Words inside a cue match or a product noun: they say what is asked, never which product."""
+    out: set[str] = set()
+    for pattern in (*ASKS.values(), PRODUCT_NOUNS, PLURAL, _STALE, _FRESH, _READABLE):
+        for m in pattern.finditer(question):
+            out.update(_words(m.group(0)))
+    return out
+
+
+def _match(q: str, w: str) -> bool:
+    """Same word, or one a form of the other: a shared prefix of at least 4 letters that leaves at most
+    3 letters of the shorter one ("comp"–"compensation", "fulfillment"–"fulfilment", "refunds"–"refund")."""
+    if q == w:
+        return True
+    common = 0
+    for a, b in zip(q, w, strict=False):
+        if a != b:
+            break
+        common += 1
+    return common >= max(4, min(len(q), len(w)) - 3)
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    username: str
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """What a discovery question asks: facts (`asks`), of which products (`products`), or across
+    products through `filters` (`aggregate`)."""
+
+    asks: tuple[str, ...]
+    products: tuple[str, ...] = ()
+    aggregate: bool = False
+    filters: dict[str, str] = field(default_factory=dict)
+    linked_by: str = ""
+
+
+def asked(question: str) -> list[str]:
+    """The fact groups the question's wording asks for, in sentence order."""
+    out = [name for name, pattern in ASKS.items() if pattern.search(question)]
+    if "version" in out and _HISTORY.search(question):
+        out.remove("version")
+    if "purpose" in out and len(out) > 1:
+        out.remove("purpose")  # "what does X cover" only when nothing more specific is asked
+    return out
+
+
+def _people(products: Iterable[KnowledgeProduct]) -> dict[str, Person]:
+    return {p.owner.username: Person(p.owner.name, p.owner.username) for p in products}
+
+
+def _named(question: str, name: str, username: str = "") -> bool:
+    """Is the person or team named: every word of the name, its first or last word (a person's), or the
+    username."""
+    words = set(_words(question))
+    parts = _words(name)
+    if parts and all(any(_match(w, part) for w in words) for part in parts):
+        return True
+    return bool(username and username.lower() in question.lower())
+
+
+def _person_named(question: str, person: Person) -> bool:
+    if _named(question, person.name, person.username):
+        return True
+    words = set(_words(question))
+    parts = _words(person.name)
+    # A first or last name alone ("Priya's product"): names are rare words, compared exactly.
+    return bool(parts) and (parts[0] in words or parts[-1] in words)
+
+
+# "in the mesh", "in our catalog": where a product is, not which one.
+_WHERE = re.compile(r"\b(in|across|on|from) (the|our) (data )?(mesh|catalog|catalogue)\b", re.IGNORECASE)
+
+
+def link_products(question: str, visible: Sequence[KnowledgeProduct], principal: Principal,
+                  facts: CatalogFacts) -> list[tuple[float, str]]:
+    """(score, product id) of every visible product some question word links to, best first."""
+    question = _WHERE.sub(" ", question)
+    cues = _cue_words(question)
+    terms = [w for w in dict.fromkeys(_words(question)) if w not in _FUNCTION and w not in cues and len(w) > 1]
+    vocabs = {p.id: (facts.vocab_read if principal.can_read(p) else facts.vocab_facts)[p.id] for p in visible}
+    scores: dict[str, float] = {}
+    for term in terms:
+        weights = {pid: max((wt for w, wt in vocab.items() if _match(term, w)), default=0.0)
+                   for pid, vocab in vocabs.items()}
+        matching = [pid for pid, wt in weights.items() if wt > 0]
+        if not matching:
+            continue
+        idf = math.log(1 + len(visible) / len(matching))
+        for pid in matching:
+            scores[pid] = scores.get(pid, 0.0) + weights[pid] * idf
+    return sorted(((s, pid) for pid, s in scores.items()), key=lambda sp: (-sp[0], sp[1]))
+
+
+def _title_named(question: str, product: KnowledgeProduct) -> bool:
+    """A word of the product's folder name or title is in the question (not a cue or function word)."""
+    cues = _cue_words(question)
+    names = {w for part in (product.name, product.title) for w in _words(part)} - _FUNCTION
+    return any(_match(q, w) for q in set(_words(question)) - cues - _FUNCTION for w in names if len(q) > 2)
+
+
+def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Principal, facts: CatalogFacts,
+              retrieved: Sequence[str] = ()) -> Recognised | None:
+    """What the question asks of the catalog, or None when it is not a discovery question. `visible`:
+    the products the principal may discover; `retrieved`: products of the retrieval hits, best first."""
+    asks = asked(question)
+    plural = bool(PLURAL.search(question))
+    people = _people(visible)
+    teams = sorted({p.team for p in visible})
+    team = next((t for t in teams if _named(question, t)), None)
+    person = next((pp for pp in people.values() if _person_named(question, pp)), None)
+    stale = _STALE.search(question)
+
+    # Across products: plural wording, or "what does <team / person> own".
+    owner_aggregate = ("owner" in asks and (team or person) is not None and _OWNER_AGGREGATE.search(question)
+                       and not _WHO.search(question))
+    if plural or owner_aggregate:
+        filters: dict[str, str] = {}
+        if stale:
+            filters["freshness"] = "stale"
+        elif "freshness" in asks and _FRESH.search(question):
+            filters["freshness"] = "fresh"
+        for c in CLASSIFICATIONS:
+            if re.search(rf"\b{c}\b", question, re.IGNORECASE):
+                filters["classification"] = c
+        if _READABLE.search(question):
+            filters["readable"] = "yes"
+        if team is not None and ("owner" in asks or plural):
+            filters["team"] = team
+        elif person is not None and ("owner" in asks or plural):
+            filters["owner"] = person.username
+        domains = sorted({p.domain for p in visible})
+        domain = next((d for d in domains if re.search(rf"\b{re.escape(d)}\b", question, re.IGNORECASE)), None)
+        if domain is not None and ("domain" in asks or "team" not in filters):
+            filters["domain"] = domain
+        # A domain, team or person the question names but no visible product has: answered as for a
+        # name that does not exist (by the answerer), so a hidden product's names are no oracle.
+        if "domain" in asks and "domain" not in filters:
+            return None
+        if "owner" in asks and not filters:
+            return None
+        if filters or plural:
+            extra = tuple(a for a in asks if a not in ("which", "purpose", "domain")
+                          and not (a == "freshness" and "freshness" in filters)
+                          and not (a == "classification" and "classification" in filters)
+                          and not (a == "access" and "readable" in filters)
+                          and not (a == "owner" and ("team" in filters or "owner" in filters)))
+            return Recognised(asks=extra, aggregate=True, filters=filters, linked_by="filters")
+        return None
+
+    if not asks:
+        return None
+    # One product (or a few equally named): the question must refer to a product.
+    if person is not None and re.search(rf"\b{re.escape(_words(person.name)[0])}'?s\b", question, re.IGNORECASE):
+        owned = tuple(p.id for p in visible if p.owner.username == person.username)
+        if owned:
+            return Recognised(asks=tuple(a for a in asks if a != "which") or ("owner",), products=owned,
+                              linked_by="owner")
+    linked = link_products(question, visible, principal, facts)
+    by_id = {p.id: p for p in visible}
+    noun = bool(PRODUCT_NOUNS.search(question))
+    if "which" in asks:
+        if not (linked or retrieved):
+            return None
+        chosen, how = _fused(linked, retrieved)
+        rest = tuple(a for a in asks if a != "which")
+        return Recognised(asks=("which", *rest), products=chosen, linked_by=how)
+    if not linked:
+        if noun and retrieved:
+            return Recognised(asks=tuple(asks), products=(retrieved[0],), linked_by="retrieval")
+        return None
+    chosen = _best(linked, retrieved)
+    if not (noun or any(_title_named(question, by_id[pid]) for pid in chosen)):
+        return None
+    return Recognised(asks=tuple(asks), products=chosen, linked_by="catalog")
+
+
+def _fused(linked: list[tuple[float, str]], retrieved: Sequence[str]) -> tuple[tuple[str, ...], str]:
+    """"Which product…": the catalog's ranking (what the products say they cover) and retrieval's (where
+    the question's words are written), fused by reciprocal rank (retrieval.fusion, k = 60); a tie goes to
+    the catalog's ranking."""
+    catalog_rank = [pid for _, pid in linked]
+    fused = reciprocal_rank_fusion({"catalog": catalog_rank, "retrieval": list(retrieved)})
+    top = fused[0][1]
+    tied = [pid for pid, score in fused if score == top]
+    best = min(tied, key=lambda pid: catalog_rank.index(pid) if pid in catalog_rank else len(catalog_rank))
+    how = "catalog+retrieval" if best in catalog_rank and best in retrieved else (
+        "catalog" if best in catalog_rank else "retrieval")
+    return (best,), how
+
+
+def _best(linked: list[tuple[float, str]], retrieved: Sequence[str]) -> tuple[str, ...]:
+    """The best-scored product; among equal scores the first retrieved, else all of them."""
+    top = linked[0][0]
+    tied = [pid for score, pid in linked if score == top]
+    if len(tied) == 1:
+        return (tied[0],)
+    ranked = [pid for pid in retrieved if pid in tied]
+    return (ranked[0],) if ranked else tuple(tied)
