@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from openlineage.client.event_v2 import RunState
@@ -30,6 +30,7 @@ from indexing.atomic import remove_stale_staging
 from indexing.chunking import PROMPT_INJECTION_FLAG, Chunker, ChunkerConfig
 from indexing.embedder import create_embedder
 from indexing.embedding_cache import EmbeddingCache, embed_with_cache
+from indexing.index_report import IndexReport, NoProgress, ProductReport, Progress
 from indexing.keyword import KeywordIndex
 from indexing.lineage import DatasetRef, LineageEmitter
 from indexing.pii import PiiScanner, ner_model_problem, policy_entities
@@ -49,75 +50,6 @@ EMBED_BATCH = 256  # chunks per embedding call (and progress step)
 # While chunking runs, chunks are embedded in windows of this many, longest first within a window: big
 # enough that batches carry little padding, small enough that embedding starts early.
 EMBED_WINDOW = 1024
-
-
-class Progress(Protocol):
-    """What the pipeline reports while it works; the CLI renders it as progress bars."""
-
-    def begin(self, key: str, description: str, total: int) -> None: ...
-
-    def expect(self, key: str, total: int) -> None:
-        """The total grew (work that is counted as it arrives, e.g. chunks while chunking runs)."""
-
-    def advance(self, key: str, n: int = 1) -> None: ...
-
-    def end(self, key: str) -> None: ...
-
-
-class _NoProgress:
-    def begin(self, key: str, description: str, total: int) -> None: ...
-
-    def expect(self, key: str, total: int) -> None: ...
-
-    def advance(self, key: str, n: int = 1) -> None: ...
-
-    def end(self, key: str) -> None: ...
-
-
-@dataclass
-class ProductReport:
-    """What happened to one product in a run (the rows of the CLI's summary table)."""
-
-    product_id: str
-    gate: str = "passed"  # passed | blocked
-    reason: str = ""
-    added: int = 0
-    changed: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    documents: int = 0
-    chunks: int = 0
-    tokens: int = 0
-    embedded: int = 0
-    reused: int = 0
-    truncated: int = 0
-    pii_findings: dict[str, int] = field(default_factory=dict)
-    injection_flags: int = 0
-    chunk_version: str | None = None
-    embedding_version: str | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class IndexReport:
-    run_id: str
-    release_id: str | None
-    previous_release: str | None
-    published: bool
-    store: str
-    elapsed_s: float
-    products: list[ProductReport]
-    kept: list[ProductReport] = field(default_factory=list)  # kept older versions, as `<product>@<version>`
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "release_id": self.release_id, "previous_release": self.previous_release,
-                "published": self.published, "store": self.store, "elapsed_s": round(self.elapsed_s, 3),
-                "products": {p.product_id: asdict(p) for p in self.products},
-                "kept_versions": {p.product_id: asdict(p) for p in self.kept}}
-
-    @property
-    def blocked(self) -> list[ProductReport]:
-        return [p for p in self.products if p.gate == "blocked"]
 
 
 class ProductBlocked(MeshragError):
@@ -154,7 +86,7 @@ class IndexPipeline:
                  embedder: Embedder | None = None, progress: Progress | None = None):
         self.settings = settings
         self.data_dir = settings.resolved_data_dir()
-        self.progress = progress or _NoProgress()
+        self.progress = progress or NoProgress()
         self._store = store
         self._embedder = embedder
         self._embedder_warm = False

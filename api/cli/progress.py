@@ -1,4 +1,4 @@
-"""Rich progress bars for long pipeline work (implements indexing.pipeline.Progress)."""
+"""Rich progress bars for long pipeline work (implements indexing.index_report.Progress)."""
 
 from __future__ import annotations
 
