@@ -41,6 +41,12 @@ class ApiSettings(RetrievalSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8321, ge=0, le=65535)
+    workers: int = Field(
+        1, ge=1, le=64,
+        description="Server processes on this host (`meshrag serve --workers N`). With more than one, per-caller "
+        "state (web sessions, rate-limit counters) lives in the data dir's state database, or in PostgreSQL in "
+        "shared mode, so every worker sees the same.",
+    )
     api_keys_file: Path | None = None  # default: <data_dir>/api-keys.json
     api_keys: list[ApiKeyEntry] = Field(default_factory=list)
     max_body_bytes: int = Field(1_048_576, ge=1024)
