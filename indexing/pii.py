@@ -86,6 +86,10 @@ _PHONE_CONTEXT = re.compile(
 _PHONE_CONTEXT_WINDOW = 30
 _WINDOW = 100_000  # characters analysed at once
 _WINDOW_OVERLAP = 500  # longer than any finding, so one cut by a window edge is whole in the next
+# Every pattern presidio runs here needs a digit (phone, card, IBAN, SSN, IPv4), an "@" (email) or a ":" (IPv6);
+# a window with none of them cannot hold a finding, so the analyzer (and its spaCy pass) is skipped for it.
+# tests/indexing/test_pii_prefilter.py checks the claim against the analyzer itself.
+_PATTERN_CHARS = re.compile(r"[\d@:]")
 _EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 
 _US_STATES = re.findall(
@@ -274,6 +278,8 @@ class PiiScanner:
         presidio_entities = [e for e in wanted if e in _PRESIDIO_ENTITIES]
         if presidio_entities:
             for offset, window in _windows(text):
+                if _PATTERN_CHARS.search(window) is None:
+                    continue
                 results = self._analyzer.analyze(text=window, language=self.language, entities=presidio_entities)
                 candidates.extend(
                     PiiFinding(r.entity_type, offset + r.start, offset + r.end, round(float(r.score), 4))
