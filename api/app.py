@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from api.auth import KeyStore
+from api.auth import open_key_store
 from api.chat import ChatCompletionChunk
 from api.errors import install_error_handlers
 from api.mcp_server import mount_mcp
@@ -36,6 +36,7 @@ from api.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from api.routes import ask, catalog, chat, health, metrics, provenance, releases, search
 from api.schemas import CitationsEvent, DoneEvent, ErrorResponse, RetrievalEvent, SentenceEvent
 from api.settings import ApiSettings
+from api.state import open_api_state
 from api.web import install_web
 from retrieval.service import MeshService
 
@@ -100,8 +101,9 @@ def _version() -> str:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
-    keys = KeyStore(settings.resolved_api_keys_file(), settings.api_keys)
-    keys.warm_up()  # a broken key file stops the start-up with a clear message
+    keys = open_key_store(settings)
+    await run_in_threadpool(keys.warm_up)  # a broken key file or table stops the start-up with its message
+    await run_in_threadpool(app.state.api_state.warm_up)  # sessions and rate limits (api/state)
     service = MeshService(settings)
     await run_in_threadpool(service.warm_up)
     app.state.keys = keys
@@ -127,6 +129,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.warm = False
         vectors.stop()
         service.provenance.close()
+        app.state.api_state.close()
+        keys.close()
 
 
 def freeze_heap() -> None:
@@ -208,10 +212,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.include_router(module.router)
     install_offline_docs(app)
     install_web(app)
+    state = app.state.api_state = open_api_state(settings)  # memory, the state file or PostgreSQL
+    app.state.web_sessions = state.sessions
     if settings.rate_limit:
         app.add_middleware(
             RateLimitMiddleware, settings=settings, keys=lambda: app.state.keys, metrics=app_metrics,
-            sessions=lambda: app.state.web_sessions,
+            sessions=lambda: app.state.web_sessions, backend=state.rate_limits,
         )
     if settings.cors_origins:
         app.add_middleware(

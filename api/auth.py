@@ -9,6 +9,12 @@ changes, so a new key works without a restart.
 A request presents a key as `Authorization: Bearer <key>` or `X-API-Key: <key>`. No key → the
 anonymous principal (public products only). A key that is malformed, unknown or does not match its
 hash → `InvalidApiKey` (401). Keys are never logged or echoed; error messages name only the header.
+
+In shared mode (store = pgvector) keys also live in PostgreSQL (api/state/keys.py: the `api_keys` table,
+hashes only), written by `meshrag keys create|revoke` from any host. Each process re-reads that table when
+its copy is older than `REFRESH_S` (and at most every `MISS_REFRESH_S` for an unknown key id), so a key
+created or revoked anywhere applies on every replica within about a second. For the same id the
+environment wins over the file, and the file over PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,17 +28,19 @@ import re
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import ValidationError
 
 from api.errors import InvalidApiKey, KeyStoreUnavailable
-from api.settings import ApiKeyEntry
-from knowledge.errors import ConfigError
+from api.settings import ApiKeyEntry, ApiSettings
+from knowledge.errors import ConfigError, StoreUnavailable
 from knowledge.model import Principal
 
 KEY_PREFIX = "mr"
@@ -40,6 +48,8 @@ _KEY = re.compile(r"^mr_([a-z0-9]{4,64})_([A-Za-z0-9_\-]{16,200})$")
 _ROLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:\-]{0,99}$")
 RESERVED_PRINCIPALS = frozenset({Principal.anonymous().id})
 FILE_VERSION = 1
+REFRESH_S = 1.0  # how stale a process's copy of the PostgreSQL key table may be (revocations: ≤ this)
+MISS_REFRESH_S = 0.2  # an unknown key id reloads the table at most this often (a key created just now)
 
 
 @dataclass(frozen=True)
@@ -61,23 +71,50 @@ def key_id(key: str) -> str | None:
     return match.group(1) if match else None
 
 
-class KeyStore:
-    """API key entries from a file and the environment; `principal_for(key)` authenticates."""
+class KeyTable(Protocol):
+    """Keys kept in a database (api/state/keys.py); only the active ones are read here."""
 
-    def __init__(self, path: Path, env_entries: Iterable[ApiKeyEntry] = ()) -> None:
+    def warm_up(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def active(self) -> list[ApiKeyEntry]: ...
+
+
+class KeyStore:
+    """API key entries from a file, the environment and (shared mode) a table; `principal_for(key)`
+    authenticates."""
+
+    def __init__(self, path: Path, env_entries: Iterable[ApiKeyEntry] = (),
+                 table: KeyTable | None = None) -> None:
         self.path = path
+        self.table = table
         self._env = {e.id: e for e in env_entries}
         self._file: dict[str, ApiKeyEntry] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
+        self._db: dict[str, ApiKeyEntry] = {}
+        self._db_loaded = -float("inf")  # time.monotonic() of the last read of the table
+        self._db_lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Read the key file now: a broken file stops the server from starting (ConfigError)."""
+        """Read the key file (and table) now: a broken file stops the server from starting (ConfigError)."""
         self._refresh()
+        if self.table is not None:
+            self.table.warm_up()
+            self._reload(0.0)
+
+    def close(self) -> None:
+        """Close the table's idle connections (a later lookup reconnects)."""
+        if self.table is not None:
+            self.table.close()
 
     def entries(self) -> list[ApiKeyEntry]:
         self._refresh()
-        merged = self._file | self._env  # the environment wins over the file for the same id
+        if self.table is not None:
+            self._reload(REFRESH_S)
+        # The environment wins over the file, the file over the table.
+        merged = self._db | self._file | self._env
         return sorted(merged.values(), key=lambda e: (e.principal, e.id))
 
     def principal_for(self, key: str | None) -> Principal:
@@ -87,16 +124,39 @@ class KeyStore:
         kid = key_id(key)
         if kid is None:
             raise InvalidApiKey("the API key is not valid")
+        return self.principal_of(kid, hash_key(key))
+
+    def principal_of(self, kid: str, key_hash: str) -> Principal:
+        """The principal of the key with id `kid` whose `hash_key` is `key_hash` (a web session keeps these,
+        never the key); InvalidApiKey when there is no such key (any more)."""
         try:
             self._refresh()
-        except ConfigError as exc:
-            # Fail closed: a key file that cannot be read may have revoked the key being presented.
+            entry = self._env.get(kid) or self._file.get(kid)
+            if entry is None and self.table is not None:
+                # The environment and the file win over the table, so only a key found in neither needs it.
+                self._reload(REFRESH_S)
+                if kid not in self._db:
+                    self._reload(MISS_REFRESH_S)
+                entry = self._db.get(kid)
+        except (ConfigError, StoreUnavailable) as exc:
+            # Fail closed: a key file or table that cannot be read may have revoked the key being presented.
             raise KeyStoreUnavailable(str(exc)) from None
-        entry = self._env.get(kid) or self._file.get(kid)
         # compare_digest on equal-length strings: the time taken does not depend on where they differ.
-        if entry is None or not hmac.compare_digest(entry.hash, hash_key(key)):
+        if entry is None or not hmac.compare_digest(entry.hash, key_hash):
             raise InvalidApiKey("the API key is not valid")
         return Principal(id=entry.principal, roles=frozenset(entry.roles))
+
+    def _reload(self, max_age_s: float) -> None:
+        """Read the table again if this process's copy is older than `max_age_s`."""
+        assert self.table is not None
+        if time.monotonic() - self._db_loaded < max_age_s:
+            return
+        with self._db_lock:  # one reader at a time; the others then find it fresh
+            if time.monotonic() - self._db_loaded < max_age_s:
+                return
+            started = time.monotonic()
+            self._db = {e.id: e for e in self.table.active()}
+            self._db_loaded = started
 
     def _refresh(self) -> None:
         try:
@@ -156,27 +216,35 @@ def check_principal(principal: str, roles: Iterable[str]) -> tuple[str, list[str
     return principal, cleaned
 
 
+def new_key(principal: str, roles: list[str], taken: Iterable[str] = ()) -> tuple[str, ApiKeyEntry]:
+    """A fresh key and its stored entry (an id not in `taken`); `principal` and `roles` already checked."""
+    taken = set(taken)
+    kid = secrets.token_hex(6)
+    while kid in taken:
+        kid = secrets.token_hex(6)
+    key = f"{KEY_PREFIX}_{kid}_{secrets.token_urlsafe(32)}"
+    entry = ApiKeyEntry(id=kid, hash=hash_key(key), principal=principal, roles=roles,
+                        created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    return key, entry
+
+
+def other_roles(entries: Iterable[ApiKeyEntry], principal: str, roles: list[str]
+                ) -> tuple[tuple[str, ...], ...]:
+    """The role sets of `principal`'s other keys that differ from `roles` (worth a warning: keys of one
+    principal share its provenance records)."""
+    others = {tuple(sorted(set(e.roles))) for e in entries if e.principal == principal} - {tuple(roles)}
+    return tuple(sorted(others))
+
+
 def create_key(path: Path, principal: str, roles: Iterable[str]) -> NewKey:
     """Generate a key for `principal` with `roles`, add its hashed entry to the key file (atomically,
     mode 0600) and return the key — the only time it exists outside the caller's hands."""
     principal, cleaned = check_principal(principal, roles)
     with _file_lock(path):
         entries = read_key_file(path)
-        taken = {e.id for e in entries}
-        kid = secrets.token_hex(6)
-        while kid in taken:
-            kid = secrets.token_hex(6)
-        key = f"{KEY_PREFIX}_{kid}_{secrets.token_urlsafe(32)}"
-        entry = ApiKeyEntry(
-            id=kid,
-            hash=hash_key(key),
-            principal=principal,
-            roles=cleaned,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        key, entry = new_key(principal, cleaned, (e.id for e in entries))
         write_key_file(path, [*entries, entry])
-    others = {tuple(sorted(set(e.roles))) for e in entries if e.principal == principal} - {tuple(cleaned)}
-    return NewKey(key=key, entry=entry, other_roles=tuple(sorted(others)))
+    return NewKey(key=key, entry=entry, other_roles=other_roles(entries, principal, cleaned))
 
 
 def write_key_file(path: Path, entries: list[ApiKeyEntry]) -> None:
@@ -232,3 +300,11 @@ def revoke_key(path: Path, kid: str) -> ApiKeyEntry:
             raise ConfigError(f"no key with id {kid!r} in {path}; key ids there: {known}")
         write_key_file(path, kept)
     return next(e for e in entries if e.id == kid)
+
+
+def open_key_store(settings: ApiSettings) -> KeyStore:
+    """The key store of `settings` (not warmed up): the key file and MESHRAG_API_KEYS, plus the
+    PostgreSQL table in shared mode."""
+    from api.state.keys import key_table
+
+    return KeyStore(settings.resolved_api_keys_file(), settings.api_keys, key_table(settings))

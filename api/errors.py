@@ -11,7 +11,14 @@ X-Request-ID header, and never a stack trace. Domain errors map as follows:
     ConfigError (bad input the library caught)            400
     PolicyViolation                                       422
     StoreUnavailable, CollectionNotFound                  503 + Retry-After (details in the log only)
+    KeyStoreUnavailable (key file or table unreadable)    503 + Retry-After, type "unavailable"
     ProvenanceCorrupt, any other MeshragError             500 (details in the log only)
+
+Every entry point answers a 503 with `Retry-After: RETRY_AFTER_S`: REST and chat and SSE (before the
+stream starts) through the handlers below, the web pages through api/web/render.py, MCP's key check and
+the middlewares through `send_error`; MCP tool errors carry the same status in-band. In shared mode a
+lost PostgreSQL connection anywhere (vectors, releases, provenance, keys, sessions, the embedding cache)
+is a StoreUnavailable, and the next call reconnects: no restart needed.
 
 A product the caller may not read is answered like one that does not exist (404, listing only readable
 products), never 403: a 403 would confirm that a restricted product with that id exists.
@@ -58,8 +65,8 @@ class AuthRequired(Exception):
     """The route needs an API key and the request had none."""
 
 
-class KeyStoreUnavailable(Exception):
-    """The API key file cannot be read; the server refuses keyed requests until it is fixed."""
+class KeyStoreUnavailable(StoreUnavailable):
+    """The API key file or table cannot be read; the server refuses keyed requests until it can."""
 
 
 class UnknownModel(Exception):

@@ -116,7 +116,9 @@ def mount_mcp(app: Any) -> None:
     authenticated by key, and the server binds 127.0.0.1 unless told otherwise.
 
     Only POST is served: every response is the JSON answer to the POSTed message, so nothing stays open
-    longer than a tool call. The server sends no messages of its own and keeps no sessions, so GET (the
+    longer than a tool call, and any worker (`meshrag serve --workers N`) or replica can answer any request
+    of a client's session, its `initialize` included. The server sends no messages of its own and keeps no
+    sessions, so GET (the
     stream for server-initiated messages) and DELETE (ending a session) are answered 405 at once, as the
     MCP transport allows; a GET stream never hangs open. How many MCP requests one caller may have in
     flight is bounded by api/ratelimit.py (MESHRAG_RATE_LIMIT_MCP_CONCURRENT)."""

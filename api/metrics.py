@@ -1,9 +1,18 @@
 """Prometheus metrics of one app, in its own CollectorRegistry (two apps in one process, as in tests or
-a mounted sub-app, never share or clash)."""
+a mounted sub-app, never share or clash).
+
+Several worker processes (`meshrag serve --workers N`): the serve command sets PROMETHEUS_MULTIPROC_DIR
+before any worker imports prometheus_client, so every worker writes its values to files there, and
+/metrics, whichever worker answers it, sums the files of all workers (counters and histograms add up).
+A gauge must then say how its workers' values combine (`multiprocess_mode`); there is none yet.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from retrieval.service import AskResult
 from retrieval.types import SearchResult
@@ -17,6 +26,8 @@ class ApiMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Read once, as prometheus_client reads it once when imported to decide where values go.
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         labels = ("method", "route", "status")
         self.requests = Counter(
             "meshrag_http_requests_total",
@@ -100,4 +111,9 @@ class ApiMetrics:
         self.citations_dropped.labels(endpoint).inc(answer.dropped_citations)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """This process's metrics, or with several workers the sum over all of them."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=self.multiprocess_dir)
+        return generate_latest(combined)

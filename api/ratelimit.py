@@ -14,9 +14,15 @@ one request, like an API call.
 
 Why a small token bucket rather than the `limits` library: one bucket is exactly "a burst, then a
 sustained rate", where `limits` counts requests in windows (fixed, moving, sliding) and needs two limits
-to say it; and the shared state moves to PostgreSQL next, which none of its storages (memory, Redis,
-Memcached, MongoDB) is. Here the state per caller is one row (tokens, updated, day, used) that a single
-`UPDATE … RETURNING` can take from.
+to say it; and the shared state lives in PostgreSQL, which none of its storages (memory, Redis,
+Memcached, MongoDB) is. Here the state per caller is one row (tokens, updated, day, used).
+
+Where the buckets live (api/state): this process's memory (one worker), the data dir's state file
+(`--workers N`: every worker takes from the same bucket), or PostgreSQL (shared mode: every replica does;
+one `INSERT … ON CONFLICT DO UPDATE … RETURNING` per request computes the bucket in SQL). If that store
+cannot be reached the request is let through and logged: the limits protect capacity, and whatever the
+request needs from the same server then answers 503 with Retry-After itself. The MCP concurrency bound
+is per worker process (a request in flight belongs to one process).
 """
 
 from __future__ import annotations
@@ -34,12 +40,13 @@ from typing import Literal, Protocol
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import KeyStore, key_id, presented_key
-from api.errors import InvalidApiKey, KeyStoreUnavailable
+from api.errors import InvalidApiKey
 from api.metrics import ApiMetrics
 from api.request_context import send_error
 from api.settings import ApiSettings
 from api.web import ASSETS
-from api.web.session import COOKIE, SessionStore
+from api.web.session import COOKIE, SessionStore, remember
+from knowledge.errors import StoreUnavailable
 
 log = logging.getLogger("meshrag.api")
 # Probes and scrapes are never limited: a throttled /readyz would take a healthy node out of rotation.
@@ -47,6 +54,7 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 EXEMPT_PREFIXES = (ASSETS + "/",)
 MCP_PREFIX = "/mcp"
 DAY_S = 86_400
+UNAVAILABLE_LOG_S = 10.0  # at most one warning this often while the limits' store is unreachable
 
 Limit = Literal["burst", "daily", "concurrency"]
 
@@ -85,19 +93,43 @@ class Caller:
 
 class RateLimitBackend(Protocol):
     """Where the buckets live. `take` must be atomic per caller: check and consume one request, or
-    refuse it and consume nothing. In-process today; a PostgreSQL table can replace it (shared by every
-    worker and replica) without changes to the middleware."""
+    refuse it and consume nothing. A backend that cannot reach its store raises StoreUnavailable."""
 
     async def take(self, caller: str, policy: RatePolicy, now: float) -> Decision: ...
 
 
 @dataclass
-class _Bucket:
+class Bucket:
     tokens: float
     updated: float
     day: int
     used: int
     full_at: float  # when the bucket is full again: from then on it equals a new caller's
+
+    @classmethod
+    def new(cls, policy: RatePolicy, now: float) -> Bucket:
+        return cls(tokens=float(policy.burst), updated=now, day=int(now // DAY_S), used=0, full_at=now)
+
+    def take(self, policy: RatePolicy, now: float) -> Decision:
+        """Refill for the time since the last request, then take one request or refuse (taking nothing).
+        The same arithmetic runs in SQL for PostgreSQL (api/state/postgres.py)."""
+        day = int(now // DAY_S)
+        if self.day != day:
+            self.day, self.used = day, 0
+        rate = policy.per_second
+        if rate > 0:
+            # max(0, …): a wall clock set back must not drain the bucket.
+            self.tokens = min(float(policy.burst), self.tokens + max(0.0, now - self.updated) * rate)
+        self.updated = now
+        if policy.per_day and self.used >= policy.per_day:
+            return Decision(False, "daily", max(1, math.ceil((day + 1) * DAY_S - now)))
+        if rate > 0 and self.tokens < 1:
+            return Decision(False, "burst", max(1, math.ceil((1 - self.tokens) / rate)))
+        if rate > 0:
+            self.tokens -= 1
+            self.full_at = now + (policy.burst - self.tokens) / rate
+        self.used += 1
+        return Decision(True)
 
 
 class MemoryRateLimitBackend:
@@ -107,7 +139,7 @@ class MemoryRateLimitBackend:
 
     def __init__(self, max_callers: int = 100_000) -> None:
         self.max_callers = max_callers
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
         self._lock = threading.Lock()
 
     async def take(self, caller: str, policy: RatePolicy, now: float) -> Decision:
@@ -118,29 +150,12 @@ class MemoryRateLimitBackend:
             return decision
 
     def _take(self, caller: str, policy: RatePolicy, now: float) -> Decision:
-        day = int(now // DAY_S)
         bucket = self._buckets.get(caller)
         if bucket is None:
-            bucket = _Bucket(tokens=float(policy.burst), updated=now, day=day, used=0, full_at=now)
-            self._buckets[caller] = bucket
+            bucket = self._buckets[caller] = Bucket.new(policy, now)
         else:
             self._buckets.move_to_end(caller)
-        if bucket.day != day:
-            bucket.day, bucket.used = day, 0
-        rate = policy.per_second
-        if rate > 0:
-            # max(0, …): a wall clock set back must not drain the bucket.
-            bucket.tokens = min(float(policy.burst), bucket.tokens + max(0.0, now - bucket.updated) * rate)
-        bucket.updated = now
-        if policy.per_day and bucket.used >= policy.per_day:
-            return Decision(False, "daily", max(1, math.ceil((day + 1) * DAY_S - now)))
-        if rate > 0 and bucket.tokens < 1:
-            return Decision(False, "burst", max(1, math.ceil((1 - bucket.tokens) / rate)))
-        if rate > 0:
-            bucket.tokens -= 1
-            bucket.full_at = now + (policy.burst - bucket.tokens) / rate
-        bucket.used += 1
-        return Decision(True)
+        return bucket.take(policy, now)
 
     def _shrink(self, now: float) -> None:
         today = int(now // DAY_S)
@@ -252,6 +267,7 @@ class RateLimitMiddleware:
         self.backend = backend or MemoryRateLimitBackend()
         concurrent = settings.rate_limit_mcp_concurrent
         self.mcp_gate = ConcurrencyGate(concurrent) if concurrent else None
+        self._unavailable_logged = -UNAVAILABLE_LOG_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -262,7 +278,11 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         caller = self.caller(scope)
-        decision = await self.backend.take(caller.id, caller.policy, time.time())
+        try:
+            decision = await self.backend.take(caller.id, caller.policy, time.time())
+        except StoreUnavailable as exc:
+            self._let_through(exc)
+            decision = Decision(True)
         if not decision.allowed:
             await self._refuse(send, caller, decision)
             return
@@ -283,15 +303,25 @@ class RateLimitMiddleware:
         headers = _headers(scope)
         try:
             key = presented_key(headers.get("authorization"), headers.get("x-api-key"))
-            if key is None and self.sessions is not None:
-                session = self.sessions().get(_cookie(headers.get("cookie"), COOKIE))
-                key = session.key if session is not None else None
             if key is not None:
                 self.keys().principal_for(key)
                 return Caller(f"key:{key_id(key)}", self.keyed)
-        except (InvalidApiKey, KeyStoreUnavailable):
+            token = _cookie(headers.get("cookie"), COOKIE)
+            if token and self.sessions is not None:
+                session = self.sessions().get(token)
+                remember(scope, token, session)  # the page reuses it rather than looking it up again
+                if session is not None:
+                    self.keys().principal_of(session.key_id, session.key_hash)
+                    return Caller(f"key:{session.key_id}", self.keyed)
+        except (InvalidApiKey, StoreUnavailable):
             pass  # the route answers 401 / 503 itself
         return Caller(f"addr:{client_address(scope)}", self.anonymous)
+
+    def _let_through(self, exc: StoreUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._unavailable_logged >= UNAVAILABLE_LOG_S:
+            self._unavailable_logged = now
+            log.warning("rate limits not checked, requests let through: %s", exc)
 
     async def _refuse(self, send: Send, caller: Caller, decision: Decision) -> None:
         policy = caller.policy

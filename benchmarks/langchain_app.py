@@ -72,18 +72,18 @@ def release_documents(data_dir: Path, roles: frozenset[str]) -> tuple[str, list[
     """(release id, one Document per chunk of the current release a principal with `roles` may read)."""
     from langchain_core.documents import Document
 
-    from indexing.releases import ReleaseRegistry
-    from indexing.versions import VersionStore
+    from indexing.releases import release_registry
+    from indexing.versions import version_store
     from knowledge.catalog import Catalog
     from knowledge.model import Principal
     from retrieval.access import readable_entries
     from retrieval.settings import RetrievalSettings
 
     settings = RetrievalSettings(data_dir=data_dir)
-    release = ReleaseRegistry(settings.resolved_data_dir()).get("current")
+    release = release_registry(settings).get("current")
     catalog = Catalog.load(settings.mesh_roots)
     entries = readable_entries(release, catalog, Principal(id="langchain-baseline", roles=roles))
-    versions = VersionStore(settings.resolved_data_dir())
+    versions = version_store(settings)
     docs = []
     for pid, entry in entries.items():
         for chunk in versions.read_chunks(entry.chunk_version):

@@ -2,6 +2,7 @@
 
     python benchmarks/serve.py [--data-dir DIR] [--concurrency 1,8,32] [--endpoints search,ask]
                                [--questions N] [--repeat N] [--warmup N] [--floor N] [--json OUT]
+                               [--store faiss,pgvector] [--workers 1,2] [--dsn DSN] [--pg-schema NAME]
 
 Everything runs on loopback, each server in its own process, the load generator (benchmarks/loadgen.py,
 httpx, closed loop) in this one:
@@ -22,7 +23,24 @@ httpx, closed loop) in this one:
    fixed shuffled order (the `catalog` rows: its `discovery` questions alone, answered from catalog facts);
    `--warmup` of its `unanswerable` questions warm up every server start (not counted). k = 8 on both sides.
 
-Rows, for each endpoint, then each concurrency (N workers, each sending its next request when its
+Variants (`--store` x `--workers`; default: faiss, 1 worker, the run described above): each row is measured
+for every variant, with the baseline beside it in the same row, and a summary at the end compares the
+variants' first-pass throughput and p50/p99 per endpoint and concurrency.
+- `faiss` = embedded mode: the indexed data dir above.
+- `pgvector` = shared mode: every piece of state in PostgreSQL. The server is `--dsn DSN` (default: an
+  embedded PostgreSQL this script starts under `<data dir>/postgres` and stops at the end; it persists
+  with `--data-dir`), schema `--pg-schema` (default: the settings' default). `meshrag index --store
+  pgvector --dsn DSN` runs from a data dir of its own, the key is made with `meshrag keys create` in
+  shared mode (no key file), and every server starts on a fresh, EMPTY scratch data dir, as a replica
+  behind a load balancer does: its startup time includes whatever that costs (ONNX export, caches).
+- `--workers N` passes `meshrag serve --workers N` (omitted for 1, the default).
+The final comparison for issue #16 (throughput and p50/p99 at concurrency 8, search and ask, both modes,
+1 and 2 workers, beside the baseline):
+
+    python benchmarks/serve.py --store faiss,pgvector --workers 1,2 --concurrency 8 \
+        --endpoints search,ask --floor 0 --json serve-shared.json
+
+Rows, for each variant, then each endpoint, then each concurrency (N workers, each sending its next request when its
 previous response has arrived):
 - first: every question exactly once, on a meshrag server started fresh for the row (unless
   --no-fresh), so its in-memory caches (query vectors, the answerer's passage LRU) have not seen
@@ -93,6 +111,7 @@ from benchmarks.servers import (
     index_data_dir,
     meshrag_command,
 )
+from knowledge.errors import MeshragError
 
 ROLE = "analyst"
 MEASURED_KINDS = ("factual", "discovery")
@@ -128,6 +147,38 @@ ENDPOINTS = {
 }
 
 
+STORES = {"faiss": "embedded", "pgvector": "shared"}  # --store value → the mode it serves
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How meshrag serves a row: its store (faiss = embedded mode, pgvector = shared mode) and
+    `meshrag serve --workers N`."""
+
+    store: str = "faiss"
+    workers: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{STORES[self.store]} w{self.workers}"
+
+
+DEFAULT_VARIANT = Variant()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the servers of one store start from: the indexed data dir (faiss) or the DSN with a folder
+    for each server's empty scratch data dir (pgvector), their MESHRAG_* settings, and the analyst key."""
+
+    store: str
+    data_dir: Path
+    env: dict[str, str]
+    key: str
+    index: dict[str, Any]
+    dsn: str | None = None
+
+
 @dataclass(frozen=True)
 class Row:
     endpoint: str
@@ -135,6 +186,7 @@ class Row:
     concurrency: int
     ours: RunStats
     baseline: RunStats | None
+    variant: Variant = DEFAULT_VARIANT
 
     @property
     def path(self) -> str:
@@ -148,7 +200,7 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         return {"endpoint": self.path, "pass": self.pass_, "concurrency": self.concurrency,
-                "ours": self.ours.as_dict(), "baseline": self.baseline.as_dict() if self.baseline else None,
+                "store": self.variant.store, "workers": self.variant.workers, "ours": self.ours.as_dict(), "baseline": self.baseline.as_dict() if self.baseline else None,
                 "ratio_p50": self.ratio_p50}
 
 
@@ -165,13 +217,45 @@ def pick_questions(limit: int | None, warmup: int, kinds: tuple[str, ...] = MEAS
     return measured[:limit] if limit else measured, warm[:warmup]
 
 
-def ours_server(data_dir: Path, keys_file: Path, logs: Path) -> ServerProcess:
+def ours_server(deployment: Deployment, variant: Variant, logs: Path) -> ServerProcess:
     port = free_port()
     # Its defaults, log level included (one INFO line per request, to the log file here), with the rate
     # limits off (MESHRAG_RATE_LIMIT=off, the documented load-test switch): one key sends every request.
-    argv = [*meshrag_command(), "serve", "--data-dir", str(data_dir), "--port", str(port)]
-    return ServerProcess("meshrag", argv, port, logs / "meshrag-serve.log",
-                         child_env({"MESHRAG_API_KEYS_FILE": str(keys_file), "MESHRAG_RATE_LIMIT": "off"}))
+    argv = [*meshrag_command(), "serve", "--port", str(port)]
+    if deployment.store == "pgvector":
+        # A replica's data dir is a disposable cache: each server starts on an empty one.
+        scratch = Path(tempfile.mkdtemp(prefix="replica-", dir=deployment.data_dir))
+        argv += ["--store", "pgvector", "--dsn", str(deployment.dsn), "--data-dir", str(scratch)]
+    else:
+        argv += ["--data-dir", str(deployment.data_dir)]
+    if variant.workers > 1:
+        argv += ["--workers", str(variant.workers)]
+    log = logs / f"meshrag-serve-{deployment.store}-w{variant.workers}.log"
+    return ServerProcess(f"meshrag ({variant.label})", argv, port, log,
+                         child_env({**deployment.env, "MESHRAG_RATE_LIMIT": "off"}))
+
+
+def embedded_deployment(data_dir: Path, work: Path, index: dict[str, Any]) -> Deployment:
+    """Embedded mode: the indexed data dir, and a key in a key file of this run."""
+    keys_file = work / "api-keys.json"
+    key = create_key(keys_file, "serve-benchmark", ROLE)
+    return Deployment("faiss", data_dir, {"MESHRAG_API_KEYS_FILE": str(keys_file)}, key, index)
+
+
+def shared_deployment(args: argparse.Namespace, dsn: str, work: Path) -> Deployment:
+    """Shared mode: the sample mesh indexed into PostgreSQL by `meshrag index` from a data dir of its own,
+    and a key made by `meshrag keys create` in shared mode (kept in PostgreSQL, not in a file)."""
+    env = {"MESHRAG_STORE": "pgvector", "MESHRAG_DSN": dsn}
+    if args.pg_schema:
+        env["MESHRAG_PG_SCHEMA"] = args.pg_schema
+    print(f"indexing the sample mesh into PostgreSQL (schema {args.pg_schema or 'default'}) …", file=sys.stderr)
+    index = index_data_dir(work / "shared-indexer", ("--store", "pgvector", "--dsn", dsn), child_env(env))
+    state = "published" if index.get("published") else "unchanged (already current)"
+    print(f"shared release {index['release_id']}: {state}, {index['wall_s']} s", file=sys.stderr)
+    key = create_key(None, "serve-benchmark", ROLE, child_env(env))
+    replicas = work / "replicas"
+    replicas.mkdir(parents=True, exist_ok=True)
+    return Deployment("pgvector", replicas, env, key, index, dsn)
 
 
 def baseline_server(data_dir: Path, logs: Path, torch_threads: int | None) -> ServerProcess:
@@ -209,7 +293,7 @@ def ours_runtime(server: ServerProcess, key: str, question: str) -> dict[str, An
         "startup_s": server.startup_s, "embedder": params.get("embedder"), "store": params.get("store"),
         "searcher": params.get("searcher"), "keyword": params.get("keyword"),
         "answerer": settings.answerer, "torch_threads": settings.torch_threads,
-        "meshrag_env": sorted(k for k in child_env() if k.startswith("MESHRAG_")),
+        "meshrag_env": sorted(k for k in server.env if k.startswith("MESHRAG_")),
         "log": server.log_lines(RUNTIME_LOG_LINE),
     }
 
@@ -223,24 +307,31 @@ def warm_up(url: str, bodies: list[dict[str, Any]], headers: dict[str, str]) -> 
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def measure(args: argparse.Namespace, data_dir: Path, work: Path) -> dict[str, Any]:
+def measure(args: argparse.Namespace, data_dir: Path, work: Path, dsn: str | None) -> dict[str, Any]:
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    print(f"indexing the sample mesh into {data_dir} …", file=sys.stderr)
-    index = index_data_dir(data_dir)
-    state = "published" if index.get("published") else "unchanged (already current)"
-    print(f"release {index['release_id']}: {state}, {index['wall_s']} s", file=sys.stderr)
-    keys_file = work / "api-keys.json"
-    key = create_key(keys_file, "serve-benchmark", ROLE)
-    headers = {"Authorization": f"Bearer {key}"}
+    deployments: dict[str, Deployment] = {}
+    index: dict[str, Any] = {}
+    if "faiss" in args.store or not args.no_baseline:  # the baseline reads the FAISS data dir's release
+        print(f"indexing the sample mesh into {data_dir} …", file=sys.stderr)
+        index = index_data_dir(data_dir)
+        state = "published" if index.get("published") else "unchanged (already current)"
+        print(f"release {index['release_id']}: {state}, {index['wall_s']} s", file=sys.stderr)
+        if "faiss" in args.store:
+            deployments["faiss"] = embedded_deployment(data_dir, work, index)
+    if "pgvector" in args.store:
+        assert dsn is not None
+        deployments["pgvector"] = shared_deployment(args, dsn, work)
+        index = index or deployments["pgvector"].index
     questions, warm_questions = pick_questions(args.questions, args.warmup)
     repeat = len(questions) if args.repeat is None else args.repeat
     repeated = [questions[i % len(questions)] for i in range(repeat)]
-    print(f"{len(questions)} questions, {len(warm_questions)} warm-up, {repeat} repeated requests; "
-          f"logs in {logs}", file=sys.stderr)
+    variants = [Variant(store, workers) for store in args.store for workers in args.workers]
+    print(f"{len(questions)} questions, {len(warm_questions)} warm-up, {repeat} repeated requests; variants "
+          f"{', '.join(v.label for v in variants)}; logs in {logs}", file=sys.stderr)
 
     baseline: ServerProcess | None = None
-    runtime: dict[str, Any] = {}
+    runtime: dict[str, Any] = {"ours_by_variant": {}, "ours_startups_s": {}, "ours_background": {}}
     if not args.no_baseline:
         baseline = baseline_server(data_dir, logs, baseline_threads(args.baseline_torch_threads))
         print("starting the LangChain baseline (embeds the chunks on its first run) …", file=sys.stderr)
@@ -249,59 +340,77 @@ def measure(args: argparse.Namespace, data_dir: Path, work: Path) -> dict[str, A
     ours: ServerProcess | None = None
     rows: list[Row] = []
     try:
-        for name in args.endpoints:
-            endpoint = ENDPOINTS[name]
-            for concurrency in args.concurrency:
-                if ours is None or not args.no_fresh:
-                    if ours is not None:
-                        ours.stop()
-                    ours = ours_server(data_dir, keys_file, logs)
-                    ours.start(timeout_s=args.start_timeout)
-                    background = ours.wait_background(args.background_timeout)
-                    runtime.setdefault("ours_background", []).append(background)
-                    if background["waited_s"] >= 1:
-                        print(f"meshrag finished its background work in {background['waited_s']} s: "
-                              f"{json.dumps(background['readyz'])}", file=sys.stderr)
-                    if "ours" not in runtime:
-                        runtime["ours"] = ours_runtime(ours, key, warm_questions[0] if warm_questions
-                                                       else "warm-up")
-                    runtime.setdefault("ours_startups_s", []).append(ours.startup_s)
-                    warm_up(ours.base_url + endpoint.ours_path,
-                            [endpoint.body(q) for q in warm_questions], headers)
-                    if baseline is not None:
-                        warm_up(baseline.base_url + endpoint.baseline_path,
-                                [endpoint.baseline_body(q) for q in warm_questions], {})
-                first = questions if endpoint.kinds == MEASURED_KINDS else pick_questions(
-                    args.questions, 0, endpoint.kinds)[0]
-                again = repeated if first is questions else [first[i % len(first)] for i in range(repeat)]
-                for pass_, asked in (("first", first), ("repeat", again)):
-                    if not asked:
-                        continue
-                    ours_stats = run_load(ours.base_url + endpoint.ours_path,
-                                          [endpoint.body(q) for q in asked], concurrency,
-                                          headers=headers, timeout_s=args.timeout)
-                    base_stats = None
-                    if baseline is not None:
-                        base_stats = run_load(baseline.base_url + endpoint.baseline_path,
-                                              [endpoint.baseline_body(q) for q in asked], concurrency,
-                                              timeout_s=args.timeout)
-                    row = Row(name, pass_, concurrency, ours_stats, base_stats)
-                    rows.append(row)
-                    print(format_row(row), file=sys.stderr, flush=True)
-        for concurrency in args.concurrency if args.floor and ours is not None else ():
-            ours_stats = run_load(ours.base_url + "/healthz", [None] * args.floor, concurrency)
-            base_stats = (run_load(baseline.base_url + "/healthz", [None] * args.floor, concurrency)
-                          if baseline is not None else None)
-            rows.append(Row(FLOOR, "floor", concurrency, ours_stats, base_stats))
-            print(format_row(rows[-1]), file=sys.stderr, flush=True)
+        for variant in variants:
+            deployment = deployments[variant.store]
+            headers = {"Authorization": f"Bearer {deployment.key}"}
+            for name in args.endpoints:
+                endpoint = ENDPOINTS[name]
+                for concurrency in args.concurrency:
+                    if ours is None or not args.no_fresh:
+                        if ours is not None:
+                            ours.stop()
+                        ours = start_ours(args, deployment, variant, logs, runtime, warm_questions)
+                        warm_up(ours.base_url + endpoint.ours_path,
+                                [endpoint.body(q) for q in warm_questions], headers)
+                        if baseline is not None:
+                            warm_up(baseline.base_url + endpoint.baseline_path,
+                                    [endpoint.baseline_body(q) for q in warm_questions], {})
+                    first = questions if endpoint.kinds == MEASURED_KINDS else pick_questions(
+                        args.questions, 0, endpoint.kinds)[0]
+                    again = repeated if first is questions else [first[i % len(first)] for i in range(repeat)]
+                    for pass_, asked in (("first", first), ("repeat", again)):
+                        if not asked:
+                            continue
+                        ours_stats = run_load(ours.base_url + endpoint.ours_path,
+                                              [endpoint.body(q) for q in asked], concurrency,
+                                              headers=headers, timeout_s=args.timeout)
+                        base_stats = None
+                        if baseline is not None:
+                            base_stats = run_load(baseline.base_url + endpoint.baseline_path,
+                                                  [endpoint.baseline_body(q) for q in asked], concurrency,
+                                                  timeout_s=args.timeout)
+                        row = Row(name, pass_, concurrency, ours_stats, base_stats, variant)
+                        rows.append(row)
+                        print(format_row(row), file=sys.stderr, flush=True)
+            for concurrency in args.concurrency if args.floor and ours is not None else ():
+                ours_stats = run_load(ours.base_url + "/healthz", [None] * args.floor, concurrency)
+                base_stats = (run_load(baseline.base_url + "/healthz", [None] * args.floor, concurrency)
+                              if baseline is not None else None)
+                rows.append(Row(FLOOR, "floor", concurrency, ours_stats, base_stats, variant))
+                print(format_row(rows[-1]), file=sys.stderr, flush=True)
+            if ours is not None:  # the next variant starts its own server
+                ours.stop()
+                ours = None
     finally:
         if ours is not None:
             ours.stop()
         if baseline is not None:
             baseline.stop()
+    runtime["ours"] = next(iter(runtime["ours_by_variant"].values()), {})
     return {"index": {k: index.get(k) for k in ("release_id", "published", "previous_release", "wall_s")},
+            "shared_index": ({k: deployments["pgvector"].index.get(k) for k in ("release_id", "published", "wall_s")}
+                             if "pgvector" in deployments else None),
+            "variants": [v.label for v in variants],
             "runtime": runtime, "questions": len(questions), "warmup": len(warm_questions),
             "repeat": repeat, "rows": rows}
+
+
+def start_ours(args: argparse.Namespace, deployment: Deployment, variant: Variant, logs: Path,
+               runtime: dict[str, Any], warm_questions: list[str]) -> ServerProcess:
+    """A fresh meshrag server of `variant`, ready and done with its background work; its start-up is
+    recorded in `runtime` (and, the first time for a variant, what it says about itself)."""
+    ours = ours_server(deployment, variant, logs)
+    ours.start(timeout_s=args.start_timeout)
+    background = ours.wait_background(args.background_timeout)
+    runtime["ours_background"].setdefault(variant.label, []).append(background)
+    if background["waited_s"] >= 1:
+        print(f"meshrag ({variant.label}) finished its background work in {background['waited_s']} s: "
+              f"{json.dumps(background['readyz'])}", file=sys.stderr)
+    if variant.label not in runtime["ours_by_variant"]:
+        runtime["ours_by_variant"][variant.label] = ours_runtime(
+            ours, deployment.key, warm_questions[0] if warm_questions else "warm-up")
+    runtime["ours_startups_s"].setdefault(variant.label, []).append(ours.startup_s)
+    return ours
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -309,8 +418,8 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-HEADER = (f"{'endpoint':<10} {'pass':<6} {'conc':>4} | {'ours p50':>8} {'p95':>7} {'p99':>7} {'req/s':>6} | "
-          f"{'base p50':>8} {'p95':>7} {'p99':>7} {'req/s':>6} | {'p50 o/b':>7} | {'err o/b':>7} | "
+HEADER = (f"{'mode':<11} {'endpoint':<10} {'pass':<6} {'conc':>4} | {'ours p50':>8} {'p95':>7} {'p99':>7} "
+          f"{'req/s':>6} | {'base p50':>8} {'p95':>7} {'p99':>7} {'req/s':>6} | {'p50 o/b':>7} | {'err o/b':>7} | "
           f"load1 ours; base")
 
 
@@ -321,26 +430,31 @@ def format_row(row: Row) -> str:
     ratio = f"{row.ratio_p50:.2f}" if row.ratio_p50 is not None else "-"
     errors = f"{o.errors}/{b.errors if b else '-'}"
     load = f"{o.load_before:.1f}→{o.load_after:.1f}" + (f"; {b.load_before:.1f}→{b.load_after:.1f}" if b else "")
-    return (f"{row.path:<10} {row.pass_:<6} {row.concurrency:>4} | {_ms(o.p50_ms):>8} {_ms(o.p95_ms):>7} "
-            f"{_ms(o.p99_ms):>7} {o.rps:>6.1f} | {base} | {ratio:>7} | {errors:>7} | {load}")
+    return (f"{row.variant.label:<11} {row.path:<10} {row.pass_:<6} {row.concurrency:>4} | {_ms(o.p50_ms):>8} "
+            f"{_ms(o.p95_ms):>7} {_ms(o.p99_ms):>7} {o.rps:>6.1f} | {base} | {ratio:>7} | {errors:>7} | {load}")
 
 
 def server_breakdown(row: Row) -> str:
     parts = ", ".join(f"{k} {v:.1f}" for k, v in row.ours.server_ms.items())
     base = f"; baseline server total {row.baseline.server_ms.get('total', float('nan')):.1f}" if row.baseline else ""
-    return f"{row.path} {row.pass_} c={row.concurrency}: ours server median ms: {parts}{base}"
+    return f"{row.variant.label}: {row.path} {row.pass_} c={row.concurrency}: ours server median ms: {parts}{base}"
 
 
 def _value(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:.2f}{unit}"
 
 
-def find(rows: list[Row], endpoint: str, pass_: str, concurrency: int) -> Row | None:
-    return next((r for r in rows if (r.endpoint, r.pass_, r.concurrency) == (endpoint, pass_, concurrency)), None)
+def find(rows: list[Row], endpoint: str, pass_: str, concurrency: int, variant: Variant = DEFAULT_VARIANT
+         ) -> Row | None:
+    return next((r for r in rows if (r.endpoint, r.pass_, r.concurrency, r.variant)
+                 == (endpoint, pass_, concurrency, variant)), None)
 
 
 def goals(rows: list[Row]) -> list[dict[str, Any]]:
-    """Each goal on the first pass (and, for information, on the repeat pass): met, missed, or not run."""
+    """Each goal on the first pass (and, for information, on the repeat pass): met, missed, or not run.
+    Judged on the default variant (embedded, 1 worker) when it ran, else on the first variant that did."""
+    variant = DEFAULT_VARIANT if any(r.variant == DEFAULT_VARIANT for r in rows) else (
+        rows[0].variant if rows else DEFAULT_VARIANT)
     specs = [
         ("/v1/search p50 <= 15 ms at concurrency 1", "search", 1, lambda r: r.ours.p50_ms, 15.0, "ms"),
         ("/v1/search p99 <= 50 ms at concurrency 8", "search", 8, lambda r: r.ours.p99_ms, 50.0, "ms"),
@@ -350,9 +464,9 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
     ]
     out = []
     for title, endpoint, concurrency, value_of, limit, unit in specs:
-        result: dict[str, Any] = {"goal": title, "limit": limit, "unit": unit}
+        result: dict[str, Any] = {"goal": f"{title} ({variant.label})", "limit": limit, "unit": unit}
         for pass_ in ("first", "repeat"):
-            row = find(rows, endpoint, pass_, concurrency)
+            row = find(rows, endpoint, pass_, concurrency, variant)
             value = value_of(row) if row is not None else None
             result[pass_] = value
             if pass_ == "first":
@@ -362,31 +476,59 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
+def variant_summary(rows: list[Row]) -> list[str]:
+    """First-pass throughput and p50/p99 of every variant side by side, per endpoint and concurrency, with
+    the baseline measured beside each (rps o/b = ours req/s / baseline req/s)."""
+    variants = list(dict.fromkeys(r.variant for r in rows))
+    if len(variants) < 2:
+        return []
+    head = (f"{'endpoint':<10} {'conc':>4} {'mode':<11} | {'req/s':>6} {'p50':>7} {'p99':>7} | "
+            f"{'base req/s':>10} {'p50':>7} {'p99':>7} | {'rps o/b':>7}")
+    lines = ["", "variants side by side (first pass; baseline measured beside each):", head, "-" * len(head)]
+    keys = list(dict.fromkeys((r.endpoint, r.concurrency) for r in rows if r.pass_ in ("first", "floor")))
+    for endpoint, concurrency in keys:
+        for variant in variants:
+            row = next((r for r in rows if (r.endpoint, r.concurrency, r.variant) == (endpoint, concurrency, variant)
+                        and r.pass_ in ("first", "floor")), None)
+            if row is None:
+                continue
+            o, b = row.ours, row.baseline
+            base = f"{b.rps:>10.1f} {_ms(b.p50_ms):>7} {_ms(b.p99_ms):>7}" if b else f"{'-':>10} {'-':>7} {'-':>7}"
+            ratio = f"{o.rps / b.rps:.2f}" if b and b.rps else "-"
+            lines.append(f"{row.path:<10} {concurrency:>4} {variant.label:<11} | {o.rps:>6.1f} {_ms(o.p50_ms):>7} "
+                         f"{_ms(o.p99_ms):>7} | {base} | {ratio:>7}")
+    return lines
+
+
 def report(result: dict[str, Any]) -> str:
     rows: list[Row] = result["rows"]
     runtime = result["runtime"]
     lines = [(f"release {result['index']['release_id']}; {result['questions']} questions once per first pass, "
               f"{result['repeat']} requests per repeat pass, {result['warmup']} warm-up requests per server start")]
-    ours = runtime.get("ours", {})
-    lines.append(f"meshrag: embedder {ours.get('embedder')}, store {ours.get('store')}, answerer "
-                 f"{ours.get('answerer')}, torch_threads {ours.get('torch_threads')}, startup "
-                 f"{runtime.get('ours_startups_s')} s, MESHRAG_* set: {ours.get('meshrag_env') or 'none'}")
-    waits = [b["waited_s"] for b in runtime.get("ours_background", [])]
-    lines.append(f"meshrag background work waited for after each start (s): {waits}")
-    for line in ours.get("log", []):
-        lines.append(f"meshrag log: {line}")
-    lines.append(f"meshrag /healthz {json.dumps(ours.get('healthz', {}).get('body'))}")
-    lines.append(f"meshrag /readyz {json.dumps(ours.get('readyz', {}).get('body'))}")
+    if result.get("shared_index"):
+        lines.append(f"shared mode: release {result['shared_index']['release_id']} in PostgreSQL, indexed in "
+                     f"{result['shared_index']['wall_s']} s")
+    for label, ours in runtime.get("ours_by_variant", {}).items():
+        lines.append(f"meshrag ({label}): embedder {ours.get('embedder')}, store {ours.get('store')}, answerer "
+                     f"{ours.get('answerer')}, torch_threads {ours.get('torch_threads')}, startup "
+                     f"{runtime['ours_startups_s'].get(label)} s, MESHRAG_* set: {ours.get('meshrag_env') or 'none'}")
+        waits = [b["waited_s"] for b in runtime["ours_background"].get(label, [])]
+        lines.append(f"meshrag ({label}) background work waited for after each start (s): {waits}")
+        for line in ours.get("log", []):
+            lines.append(f"meshrag ({label}) log: {line}")
+        lines.append(f"meshrag ({label}) /healthz {json.dumps(ours.get('healthz', {}).get('body'))}")
+        lines.append(f"meshrag ({label}) /readyz {json.dumps(ours.get('readyz', {}).get('body'))}")
     if "baseline" in runtime:
         lines.append(f"baseline /readyz {json.dumps(runtime['baseline'])}")
     lines += ["", ("latency in ms (client-side); p50 o/b = ours p50 / baseline p50; load1 = load average "
                    "before→after"), HEADER, "-" * len(HEADER)]
     lines += [format_row(r) for r in rows]
+    lines += variant_summary(rows)
     lines += ["", "where the time goes (medians of the servers' own timings_ms):"]
     lines += [server_breakdown(r) for r in rows if r.endpoint != FLOOR]
     failed = [r for r in rows if r.ours.errors or (r.baseline and r.baseline.errors)]
     for r in failed:
-        lines.append(f"ERRORS {r.path} {r.pass_} c={r.concurrency}: ours {r.ours.statuses} "
+        lines.append(f"ERRORS {r.variant.label} {r.path} {r.pass_} c={r.concurrency}: ours {r.ours.statuses} "
                      f"{r.ours.first_error}; baseline {r.baseline.statuses if r.baseline else '-'} "
                      f"{r.baseline.first_error if r.baseline else ''}")
     lines += ["", "goals (first pass; repeat pass in brackets):"]
@@ -412,6 +554,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(ENDPOINTS)}")
         return names
 
+    def stores(text: str) -> list[str]:
+        names = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+        unknown = [n for n in names if n not in STORES]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(STORES)}")
+        return names
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="index data dir (default: a temporary one, removed afterwards)")
@@ -435,7 +584,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--background-timeout", type=float, default=3600.0,
                         help="how long to wait for meshrag's background work after a start, s")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write everything as JSON")
-    return parser.parse_args(argv)
+    parser.add_argument("--store", type=stores, default=["faiss"],
+                        help="faiss (embedded mode, default), pgvector (shared mode: all state in PostgreSQL, "
+                             "each server on an empty scratch data dir), or both: faiss,pgvector")
+    parser.add_argument("--workers", type=ints, default=[1],
+                        help="`meshrag serve --workers N` for each N given, e.g. 1,2 (default 1)")
+    parser.add_argument("--dsn", default=None,
+                        help="shared mode's PostgreSQL (default: an embedded server this script starts under "
+                             "<data dir>/postgres and stops at the end)")
+    parser.add_argument("--pg-schema", default=None, help="shared mode's schema (default: MESHRAG_PG_SCHEMA, else meshrag)")
+    args = parser.parse_args(argv)
+    if (args.dsn or args.pg_schema) and "pgvector" not in args.store:
+        parser.error("--dsn and --pg-schema apply to shared mode only: add --store pgvector (or faiss,pgvector)")
+    return args
+
+
+def shared_dsn(args: argparse.Namespace, data_dir: Path) -> tuple[str | None, Path | None]:
+    """(DSN of shared mode, PGDATA of the embedded server this run started, to stop at the end)."""
+    if "pgvector" not in args.store:
+        return None, None
+    if args.dsn:
+        return args.dsn, None
+    from indexing.stores.embedded_pg import start_postgres
+
+    pgdata = data_dir / "postgres"
+    print(f"starting an embedded PostgreSQL in {pgdata} for shared mode …", file=sys.stderr)
+    return start_postgres(pgdata), pgdata
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,12 +617,18 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="meshrag-serve-bench-"))
     data_dir = (args.data_dir or work / "data").expanduser().resolve()
     load_start = load1()
+    pgdata: Path | None = None
     try:
-        result = measure(args, data_dir, work)
-    except BenchmarkError as exc:
+        dsn, pgdata = shared_dsn(args, data_dir)
+        result = measure(args, data_dir, work, dsn)
+    except (BenchmarkError, MeshragError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
+        if pgdata is not None:
+            from indexing.stores.embedded_pg import stop_postgres
+
+            stop_postgres(pgdata)
         # Keep the logs of a failed run; a caller's data dir is never removed.
         if args.data_dir is None:
             shutil.rmtree(work / "data", ignore_errors=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -49,20 +50,25 @@ def run_json(argv: list[str], what: str, env: dict[str, str] | None = None) -> A
         raise BenchmarkError(f"{what} printed no JSON ({exc}): {done.stdout[-1000:]}") from None
 
 
-def index_data_dir(data_dir: Path) -> dict[str, Any]:
-    """`meshrag index --data-dir DIR --json`: builds the sample mesh's release, or finds every version
-    already built and leaves the current release as it is (seconds)."""
+def index_data_dir(data_dir: Path, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+                   ) -> dict[str, Any]:
+    """`meshrag index --data-dir DIR --json [extra_args]`: builds the sample mesh's release, or finds every
+    version already built and leaves the current release as it is (seconds). Shared mode passes
+    `--store pgvector --dsn DSN` (and its MESHRAG_* in `env`)."""
     t0 = time.perf_counter()
-    report = run_json([*meshrag_command(), "index", "--data-dir", str(data_dir), "--json"], "meshrag index")
+    report = run_json([*meshrag_command(), "index", "--data-dir", str(data_dir), *extra_args, "--json"],
+                      "meshrag index", env)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     return report
 
 
-def create_key(keys_file: Path, principal: str, role: str) -> str:
-    """A new API key for `principal` with `role`, written (hashed) to `keys_file`; returns the key."""
-    out = run_json([*meshrag_command(), "keys", "create", "--principal", principal, "--role", role,
-                    "--keys-file", str(keys_file), "--json"], "meshrag keys create")
-    return str(out["key"])
+def create_key(keys_file: Path | None, principal: str, role: str, env: dict[str, str] | None = None) -> str:
+    """A new API key for `principal` with `role`, written (hashed) to `keys_file`, or, with `keys_file`
+    None, where the settings in `env` keep keys (PostgreSQL in shared mode); returns the key."""
+    argv = [*meshrag_command(), "keys", "create", "--principal", principal, "--role", role, "--json"]
+    if keys_file is not None:
+        argv += ["--keys-file", str(keys_file)]
+    return str(run_json(argv, "meshrag keys create", env)["key"])
 
 
 def free_port() -> int:
@@ -131,14 +137,18 @@ class ServerProcess:
         return {"status": response.status_code, "body": response.json()}
 
     def stop(self) -> None:
-        """SIGTERM (uvicorn shuts down gracefully), SIGKILL after 30 s. Only this process is signalled."""
+        """SIGTERM to the server (uvicorn shuts down gracefully, and stops its workers with `--workers N`);
+        after 30 s, SIGKILL to its whole process group (its own session: the server and its workers only)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait(timeout=30)
 
     def log_lines(self, pattern: re.Pattern[str], limit: int = 5) -> list[str]:

@@ -25,9 +25,9 @@ from typing import Any
 
 from eval_sets.golden import GoldenQuestion, load_golden
 from indexing.embedder import create_embedder
-from indexing.releases import CURRENT, ReleaseRegistry
+from indexing.releases import CURRENT, release_registry
 from indexing.types import Chunk
-from indexing.versions import VersionStore
+from indexing.versions import version_store
 from retrieval.answer.citations import cited_text
 from retrieval.answer.sentences import collapse, sentence_spans
 from retrieval.answer.support import MIN_SUPPORT, SupportScorer, content_words
@@ -70,9 +70,8 @@ def _cited(chunk: Chunk) -> str:
 
 
 def _release_chunks(settings: RetrievalSettings) -> list[Chunk]:
-    data_dir = settings.resolved_data_dir()
-    release = ReleaseRegistry(data_dir).get(CURRENT)
-    versions = VersionStore(data_dir)
+    release = release_registry(settings).get(CURRENT)
+    versions = version_store(settings)
     return [c for entry in release.products.values() for c in versions.read_chunks(entry.chunk_version)]
 
 

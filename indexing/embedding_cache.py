@@ -2,6 +2,10 @@
 
 Unchanged text is never embedded twice: `embed_with_cache` looks every text up first and embeds only
 the misses. Vectors are stored as little-endian float32 bytes and returned byte-for-byte as stored.
+`open_embedding_cache(settings)` picks where: a SQLite file under the cache dir (FAISS mode), or the
+`embedding_cache` table in PostgreSQL in shared mode (indexing/embedding_cache_pg.py), so a replica with
+an empty scratch dir reuses what the indexer or another replica embedded (the answer stage's passage
+vectors included: same keys).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self
 
 import numpy as np
 
@@ -33,6 +37,42 @@ _MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     """,
 )
+
+
+class EmbeddingCacheStore(Protocol):
+    """What callers of a cache need; implemented by `EmbeddingCache` (SQLite) and `PgEmbeddingCache`."""
+
+    def warm_up(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def get_many(self, model_id: str, text_hashes: Iterable[str]) -> dict[str, np.ndarray]: ...
+
+    def put_many(self, model_id: str, vectors: Mapping[str, np.ndarray]) -> int: ...
+
+    def count(self, model_id: str | None = None) -> int: ...
+
+
+class _CacheSettings(Protocol):
+    store: str
+    dsn: str | None
+    pg_schema: str
+
+    def resolved_data_dir(self) -> Path: ...
+
+    def resolved_cache_dir(self) -> Path: ...
+
+
+def open_embedding_cache(settings: _CacheSettings) -> EmbeddingCacheStore:
+    """The cache of these settings (not warmed up): PostgreSQL in shared mode, else
+    `<cache dir>/embeddings.sqlite`."""
+    from indexing.stores.pg_shared import is_shared, shared_dsn
+
+    if is_shared(settings):
+        from indexing.embedding_cache_pg import PgEmbeddingCache
+
+        return PgEmbeddingCache(lambda: shared_dsn(settings) or "", settings.pg_schema)
+    return EmbeddingCache(settings.resolved_cache_dir() / "embeddings.sqlite")
 
 
 def text_hash(text: str) -> str:
@@ -161,7 +201,7 @@ class EmbeddingCache:
 
 
 def embed_with_cache(
-    embedder: Embedder, cache: EmbeddingCache, texts: Sequence[str]
+    embedder: Embedder, cache: EmbeddingCacheStore, texts: Sequence[str]
 ) -> tuple[np.ndarray, int, int]:
     """Vectors for `texts` (float32, input order), embedding only texts the cache does not hold.
 

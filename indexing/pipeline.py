@@ -4,12 +4,17 @@ One product's failure (invalid contract, PII under a `reject` policy) blocks onl
 version; its previous version, if any, stays in the release. Nothing is visible until complete: chunk
 versions and vector collections are published by rename, the release record is written atomically,
 and `current` moves last.
+
+In shared mode (store = pgvector) a run locks only the products it indexes (so runs of different products
+proceed side by side, from any host), uploads what it built, and publishes by merging its products into
+whatever release is current at that moment: indexing/shared_index.py.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import queue
 import threading
 import time
@@ -29,17 +34,21 @@ from indexing import injection, sources
 from indexing.atomic import remove_stale_staging
 from indexing.chunking import PROMPT_INJECTION_FLAG, Chunker, ChunkerConfig
 from indexing.embedder import create_embedder
-from indexing.embedding_cache import EmbeddingCache, embed_with_cache
+from indexing.embedding_cache import embed_with_cache, open_embedding_cache
 from indexing.index_report import IndexReport, NoProgress, ProductReport, Progress
 from indexing.keyword import KeywordIndex
 from indexing.lineage import DatasetRef, LineageEmitter
 from indexing.pii import PiiScanner, ner_model_problem, policy_entities
-from indexing.releases import ProductEntry, Release, ReleaseRegistry
+from indexing.releases import ProductEntry, Release, release_registry
 from indexing.settings import IndexSettings
+from indexing.shared_db import SharedDb, process_label
+from indexing.shared_index import SharedIndexRun
+from indexing.shared_releases import RunChanges
 from indexing.sources import load_document
 from indexing.stores.factory import create_store
+from indexing.stores.pg_shared import is_shared
 from indexing.types import Chunk, Embedder, PiiFinding, SourceDocument, VectorRecord, VectorStore
-from indexing.versions import VersionStore, chunk_version_id, embedding_version_id, library_versions
+from indexing.versions import chunk_version_id, embedding_version_id, library_versions, version_store
 from knowledge.cards import CATALOG_DOCUMENT, render_card
 from knowledge.catalog import Catalog
 from knowledge.errors import ConfigError, ContractError, MeshragError
@@ -50,6 +59,8 @@ EMBED_BATCH = 256  # chunks per embedding call (and progress step)
 # While chunking runs, chunks are embedded in windows of this many, longest first within a window: big
 # enough that batches carry little padding, small enough that embedding starts early.
 EMBED_WINDOW = 1024
+
+log = logging.getLogger(__name__)
 
 
 class ProductBlocked(MeshragError):
@@ -83,18 +94,23 @@ class IndexPipeline:
     """Builds chunk and embedding product versions and a release. Construct cheaply, then `run()`."""
 
     def __init__(self, settings: IndexSettings, *, store: VectorStore | None = None,
-                 embedder: Embedder | None = None, progress: Progress | None = None):
+                 embedder: Embedder | None = None, progress: Progress | None = None,
+                 notice: Callable[[str], None] | None = None):
         self.settings = settings
         self.data_dir = settings.resolved_data_dir()
         self.progress = progress or NoProgress()
         self._store = store
         self._embedder = embedder
         self._embedder_warm = False
-        self.versions = VersionStore(self.data_dir)
-        self.releases = ReleaseRegistry(self.data_dir)
+        db = SharedDb(settings, application_name=process_label("meshrag index")) if is_shared(settings) else None
+        self.versions = version_store(settings, db)
+        self.releases = release_registry(settings, db)
+        # Shared mode only: per-product locks, uploads, the merged publish (`notice` hears of waits).
+        self.shared = SharedIndexRun(db, self.releases, self.data_dir, notice or log.warning) \
+            if db is not None else None  # type: ignore[arg-type]
         self.pii = PiiScanner()
         self.chunker: Chunker | None = None
-        self.cache = EmbeddingCache(settings.resolved_cache_dir() / "embeddings.sqlite")
+        self.cache = open_embedding_cache(settings)
 
     # --------------------------------------------------------------------------------- parts
     @property
@@ -143,29 +159,41 @@ class IndexPipeline:
 
     # ----------------------------------------------------------------------------------- run
     @contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self, selected: Sequence[str], wait: bool) -> Iterator[None]:
+        """FAISS mode: one run per data directory. Shared mode: the data directory is a cache that runs
+        share (stale staging is swept only when no other run holds it), and the products are locked."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with (self.data_dir / "index.lock").open("w") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
             except BlockingIOError:
-                raise ConfigError(f"another `meshrag index` is running on {self.data_dir}; wait for it to finish") from None
+                if self.shared is None:
+                    raise ConfigError(f"another `meshrag index` is running on {self.data_dir}; wait for it to finish") from None
+                alone = False
+            if alone:
+                for parent in (self.versions.chunks_dir, self.data_dir / "faiss"):
+                    remove_stale_staging(parent)
             try:
-                yield
+                if self.shared is None:
+                    yield
+                else:
+                    fcntl.flock(fh, fcntl.LOCK_SH)
+                    with self.shared.locked(selected, wait=wait):
+                        yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def run(self, product_ids: Sequence[str] | None = None, *, publish: bool = True) -> IndexReport:
-        """Index the selected products (default: all), build a release and (by default) publish it."""
+    def run(self, product_ids: Sequence[str] | None = None, *, publish: bool = True, wait: bool = True) -> IndexReport:
+        """Index the selected products (default: all), build a release and (by default) publish it. In shared
+        mode a product another run is indexing is waited for, or with `wait=False` refused (ConfigError)."""
         t0 = time.perf_counter()
-        with self._lock():
-            for parent in (self.versions.chunks_dir, self.data_dir / "faiss"):
-                remove_stale_staging(parent)
-            catalog = Catalog.load(self.settings.mesh_roots)
+        catalog = Catalog.load(self.settings.mesh_roots)
+        selected = self._select(catalog, product_ids)
+        with self._lock(selected, wait):
             previous = self.releases.current()
             lineage = LineageEmitter(self.data_dir / "lineage" / "events.jsonl")
             run_id = lineage.new_run_id()
-            selected = self._select(catalog, product_ids)
             lineage.emit(RunState.START, "meshrag.index", run_id,
                          inputs=[DatasetRef("meshrag://products", pid, catalog.products[pid].version)
                                  for pid in selected if pid in catalog.products])
@@ -185,17 +213,14 @@ class IndexPipeline:
                     if pid not in catalog.products and pid not in {r.product_id for r in reports if r.gate == "blocked"}:
                         del entries[pid]
                 kept = {pid: vs for pid, vs in kept.items() if pid in entries and vs}
-                release = self._release(entries, previous, kept) if entries else None
-                published = False
-                if release is not None and publish and (previous is None or previous.id != release.id):
-                    self.releases.publish(release.id)
-                    published = True
+                release, published, before = self._commit(catalog, selected, not product_ids, entries, kept,
+                                                           previous, publish)
                 lineage.emit(RunState.COMPLETE, "meshrag.index", run_id)
             except BaseException as exc:
                 lineage.emit(RunState.FAIL, "meshrag.index", run_id, error=f"{type(exc).__name__}: {exc}")
                 raise
         return IndexReport(run_id=run_id, release_id=release.id if release else None,
-                           previous_release=previous.id if previous else None, published=published,
+                           previous_release=before, published=published,
                            store=self.settings.store, elapsed_s=time.perf_counter() - t0, products=reports,
                            kept=kept_reports)
 
@@ -208,6 +233,22 @@ class IndexPipeline:
                 raise ConfigError(f"unknown product(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
             return list(dict.fromkeys(product_ids))
         return sorted(known)
+
+    def _commit(self, catalog: Catalog, selected: Sequence[str], whole_mesh: bool, entries: dict[str, ProductEntry],
+                kept: dict[str, dict[str, ProductEntry]], previous: Release | None, publish: bool
+                ) -> tuple[Release | None, bool, str | None]:
+        """Record the run's release and (with `publish`) make it current: (release, published, the release
+        current before). Shared mode merges into the release current at that moment."""
+        if self.shared is not None:
+            done = self.shared.commit(catalog, RunChanges(
+                entries, kept, frozenset(selected), whole_mesh, store=self.settings.store,
+                model_id=self.embedder.model_id, notes={"libraries": library_versions()}), publish=publish)
+            return done.release, done.published, done.previous
+        release = self._release(entries, previous, kept) if entries else None
+        published = release is not None and publish and (previous is None or previous.id != release.id)
+        if published:
+            self.releases.publish(release.id)  # type: ignore[union-attr]
+        return release, published, previous.id if previous else None
 
     def _release(self, entries: dict[str, ProductEntry], previous: Release | None,
                  kept: dict[str, dict[str, ProductEntry]] | None = None) -> Release:

@@ -3,6 +3,10 @@
     releases/<release-id>.json   immutable release records
     releases/current.json        the alias, replaced atomically on publish and rollback
     releases/alias-log.jsonl     every move of the alias (what rollback walks back)
+
+That is FAISS (embedded) mode. In shared mode (store = pgvector) the same records, alias and log live in
+PostgreSQL (indexing/shared_releases.py), with the same interface: `release_registry(settings)` gives
+the one the settings call for.
 """
 
 from __future__ import annotations
@@ -12,11 +16,16 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexing.atomic import write_json_atomic
 from indexing.versions import content_id
 from knowledge.errors import ReleaseNotFound
+
+if TYPE_CHECKING:
+    from indexing.settings import IndexSettings
+    from indexing.shared_db import SharedDb
+    from indexing.shared_releases import PgReleaseRegistry
 
 CURRENT = "current"
 
@@ -84,6 +93,14 @@ def release_id(products: dict[str, ProductEntry], store: str,
     return content_id("rel", payload, 16)
 
 
+def new_release(products: dict[str, ProductEntry], *, store: str, model_id: str, parent: str | None,
+                notes: dict[str, Any] | None = None, kept: dict[str, dict[str, ProductEntry]] | None = None) -> Release:
+    """A release record for these entries, created now (not yet stored); empty kept maps are dropped."""
+    kept = {pid: vs for pid, vs in (kept or {}).items() if vs}
+    return Release(id=release_id(products, store, kept), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                   store=store, model_id=model_id, products=products, parent=parent, notes=notes or {}, kept=kept)
+
+
 @dataclass(frozen=True)
 class ReleaseDiff:
     a: str
@@ -102,6 +119,43 @@ class ReleaseDiff:
                 "products_removed": self.products_removed}
 
 
+def release_registry(settings: IndexSettings, db: SharedDb | None = None) -> ReleaseRegistry | PgReleaseRegistry:
+    """The registry of the deployment: files under the data directory (FAISS mode), or PostgreSQL
+    (shared mode, store = pgvector; `db` shares connections with the caller's other shared-mode parts)."""
+    from indexing.stores.pg_shared import is_shared
+
+    if not is_shared(settings):
+        return ReleaseRegistry(settings.resolved_data_dir())
+    from indexing.shared_db import SharedDb
+    from indexing.shared_releases import PgReleaseRegistry
+
+    return PgReleaseRegistry(db or SharedDb(settings))
+
+
+def rollback_target(current: str | None, log: list[dict[str, Any]]) -> str:
+    """The release that was current before `current`, from the alias log (newest move first)."""
+    if current is None:
+        raise ReleaseNotFound("nothing to roll back: no release is current")
+    for entry in reversed(log):
+        if entry["to"] == current and entry["from"]:
+            return entry["from"]
+    raise ReleaseNotFound(f"release {current} has no earlier current release to roll back to; "
+                          "pass an explicit release id")
+
+
+def diff_releases(ra: Release, rb: Release) -> ReleaseDiff:
+    """Documents added, removed and changed going from release `ra` to release `rb`."""
+    added, removed, changed = [], [], []
+    for pid in sorted(set(ra.products) | set(rb.products)):
+        da = ra.products[pid].documents if pid in ra.products else {}
+        db = rb.products[pid].documents if pid in rb.products else {}
+        added += [(pid, d) for d in sorted(set(db) - set(da))]
+        removed += [(pid, d) for d in sorted(set(da) - set(db))]
+        changed += [(pid, d) for d in sorted(set(da) & set(db)) if da[d] != db[d]]
+    return ReleaseDiff(ra.id, rb.id, added, removed, changed,
+                       sorted(set(rb.products) - set(ra.products)), sorted(set(ra.products) - set(rb.products)))
+
+
 class ReleaseRegistry:
     def __init__(self, data_dir: Path):
         self.dir = Path(data_dir) / "releases"
@@ -112,13 +166,10 @@ class ReleaseRegistry:
     def create(self, products: dict[str, ProductEntry], *, store: str, model_id: str, parent: str | None,
                notes: dict[str, Any] | None = None, kept: dict[str, dict[str, ProductEntry]] | None = None) -> Release:
         """Record a release (idempotent: an existing release with the same id is returned unchanged)."""
-        kept = {pid: vs for pid, vs in (kept or {}).items() if vs}
-        rid = release_id(products, store, kept)
-        if self._path(rid).is_file():
-            return self.get(rid)
-        rel = Release(id=rid, created_at=datetime.now(UTC).isoformat(timespec="seconds"), store=store,
-                      model_id=model_id, products=products, parent=parent, notes=notes or {}, kept=kept)
-        write_json_atomic(self._path(rid), rel.as_dict())
+        rel = new_release(products, store=store, model_id=model_id, parent=parent, notes=notes, kept=kept)
+        if self._path(rel.id).is_file():
+            return self.get(rel.id)
+        write_json_atomic(self._path(rel.id), rel.as_dict())
         return rel
 
     def get(self, ref: str) -> Release:
@@ -165,18 +216,7 @@ class ReleaseRegistry:
     def rollback(self, to: str | None = None) -> Release:
         """Make `to` current, or by default the release that was current before the present one."""
         if to is None:
-            cur = self.current_id()
-            if cur is None:
-                raise ReleaseNotFound("nothing to roll back: no release is current")
-            target = None
-            for entry in reversed(self.alias_log()):
-                if entry["to"] == cur and entry["from"]:
-                    target = entry["from"]
-                    break
-            if target is None:
-                raise ReleaseNotFound(f"release {cur} has no earlier current release to roll back to; "
-                                      "pass an explicit release id")
-            to = target
+            to = rollback_target(self.current_id(), self.alias_log())
         return self.publish(to, reason="rollback")
 
     def alias_log(self) -> list[dict[str, Any]]:
@@ -187,13 +227,4 @@ class ReleaseRegistry:
 
     def diff(self, a: str, b: str) -> ReleaseDiff:
         """Documents added, removed and changed going from release `a` to release `b`."""
-        ra, rb = self.get(a), self.get(b)
-        added, removed, changed = [], [], []
-        for pid in sorted(set(ra.products) | set(rb.products)):
-            da = ra.products[pid].documents if pid in ra.products else {}
-            db = rb.products[pid].documents if pid in rb.products else {}
-            added += [(pid, d) for d in sorted(set(db) - set(da))]
-            removed += [(pid, d) for d in sorted(set(da) - set(db))]
-            changed += [(pid, d) for d in sorted(set(da) & set(db)) if da[d] != db[d]]
-        return ReleaseDiff(ra.id, rb.id, added, removed, changed,
-                           sorted(set(rb.products) - set(ra.products)), sorted(set(ra.products) - set(rb.products)))
+        return diff_releases(self.get(a), self.get(b))

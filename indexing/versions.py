@@ -4,6 +4,9 @@ Layout under the data directory:
     chunks/<chunk-version-id>/{manifest.json, chunks.jsonl, keyword/}
     embeddings/<embedding-version-id>.json        (manifest; vectors live in the vector store)
 A version is visible only once its manifest exists (written last, atomically).
+
+In shared mode (`version_store(settings)`) the data directory is a cache of the `artefacts` table
+(indexing/artefacts.py): a version missing here is fetched from PostgreSQL on first use.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ from dataclasses import asdict
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexing.atomic import publish_dir_atomic, staging_dir, write_json_atomic
 from indexing.types import Chunk
 from knowledge.errors import ReleaseNotFound
+
+if TYPE_CHECKING:
+    from indexing.artefacts import ArtefactStore
+    from indexing.settings import IndexSettings
+    from indexing.shared_db import SharedDb
 
 TRACKED_LIBRARIES = ("meshrag", "sentence-transformers", "transformers", "torch", "tiktoken", "presidio-analyzer",
                      "spacy", "faiss-cpu", "bm25s", "psycopg", "pgvector", "numpy")
@@ -67,17 +75,33 @@ def chunk_from_json(d: Mapping[str, Any]) -> Chunk:
     return Chunk(**data)
 
 
-class VersionStore:
-    """Chunk versions and embedding-version manifests under a data directory."""
+def version_store(settings: IndexSettings, db: SharedDb | None = None) -> VersionStore:
+    """The data directory's versions; in shared mode backed by PostgreSQL's `artefacts` (fetched on a miss)."""
+    from indexing.stores.pg_shared import is_shared
 
-    def __init__(self, data_dir: Path):
+    if not is_shared(settings):
+        return VersionStore(settings.resolved_data_dir())
+    from indexing.artefacts import ArtefactStore
+    from indexing.shared_db import SharedDb
+
+    return VersionStore(settings.resolved_data_dir(), remote=ArtefactStore(db or SharedDb(settings)))
+
+
+class VersionStore:
+    """Chunk versions and embedding-version manifests under a data directory; with `remote`, a version
+    missing there is fetched from PostgreSQL first."""
+
+    def __init__(self, data_dir: Path, remote: ArtefactStore | None = None):
         self.data_dir = Path(data_dir)
         self.chunks_dir = self.data_dir / "chunks"
         self.embeddings_dir = self.data_dir / "embeddings"
+        self.remote = remote
 
     # chunk versions -------------------------------------------------------------------------
     def has_chunk_version(self, version_id: str) -> bool:
-        return (self.chunks_dir / version_id / "manifest.json").is_file()
+        if (self.chunks_dir / version_id / "manifest.json").is_file():
+            return True
+        return self.remote is not None and self.remote.fetch_chunk_version(self.data_dir, version_id)
 
     def chunk_dir(self, version_id: str) -> Path:
         return self.chunks_dir / version_id
@@ -98,14 +122,14 @@ class VersionStore:
 
     def read_chunks(self, version_id: str) -> list[Chunk]:
         path = self.chunk_dir(version_id) / "chunks.jsonl"
-        if not path.is_file() or not self.has_chunk_version(version_id):
+        if not self.has_chunk_version(version_id) or not path.is_file():
             raise ReleaseNotFound(f"chunk version {version_id} is not in {self.chunks_dir}; re-run `meshrag index`")
         with path.open(encoding="utf-8") as fh:
             return [chunk_from_json(json.loads(line)) for line in fh if line.strip()]
 
     def chunk_manifest(self, version_id: str) -> dict[str, Any]:
         path = self.chunk_dir(version_id) / "manifest.json"
-        if not path.is_file():
+        if not self.has_chunk_version(version_id):
             raise ReleaseNotFound(f"chunk version {version_id} is not in {self.chunks_dir}")
         return json.loads(path.read_text("utf-8"))
 
@@ -117,14 +141,16 @@ class VersionStore:
 
     # embedding versions ---------------------------------------------------------------------
     def has_embedding_version(self, version_id: str) -> bool:
-        return (self.embeddings_dir / f"{version_id}.json").is_file()
+        if (self.embeddings_dir / f"{version_id}.json").is_file():
+            return True
+        return self.remote is not None and self.remote.fetch_file(self.data_dir, f"embeddings/{version_id}.json")
 
     def write_embedding_manifest(self, version_id: str, manifest: Mapping[str, Any]) -> None:
         write_json_atomic(self.embeddings_dir / f"{version_id}.json", dict(manifest, id=version_id))
 
     def embedding_manifest(self, version_id: str) -> dict[str, Any]:
         path = self.embeddings_dir / f"{version_id}.json"
-        if not path.is_file():
+        if not self.has_embedding_version(version_id):
             raise ReleaseNotFound(f"embedding version {version_id} is not in {self.embeddings_dir}")
         return json.loads(path.read_text("utf-8"))
 

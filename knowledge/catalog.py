@@ -2,7 +2,13 @@
 
 Governance never fails silently: a product whose files stop validating keeps its last valid version
 in a reloaded catalog (`Catalog.load(..., previous=...)`), marked with the problem, and every invalid
-folder is listed by `invalid_products()` for the operator (`log_problem_changes`) and counted by /readyz."""
+folder is listed by `invalid_products()` for the operator (`log_problem_changes`) and counted by /readyz.
+
+In shared mode (store = pgvector) a server does not read the mesh roots: each `meshrag index` run publishes
+the product files to PostgreSQL as a catalog snapshot, which servers lay out under their data directory and
+load from (indexing/shared_catalog.py). A contract change therefore reaches the replicas by running
+`meshrag index` (for that product, or all); within a second of that run they serve it, with the same
+rule as here: an invalid new contract keeps the last valid version serving."""
 
 from __future__ import annotations
 

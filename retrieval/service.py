@@ -11,7 +11,7 @@ from datetime import date, datetime
 from functools import cached_property
 from typing import Any
 
-from indexing.embedding_cache import EmbeddingCache
+from indexing.embedding_cache import open_embedding_cache
 from indexing.pii import PiiScanner
 from indexing.releases import CURRENT
 from indexing.stores.embedded_pg import start_postgres
@@ -81,8 +81,9 @@ class MeshService:
         self._pii  # noqa: B018 - builds the scanner now rather than in the first answer
 
     def _create_answerer(self) -> Answerer:
-        # Passage vectors persist beside the indexer's embedding cache (same keys: model id + text hash).
-        store = EmbeddingCache(self.settings.resolved_cache_dir() / "embeddings.sqlite")
+        # Passage vectors persist beside the indexer's embedding cache (same keys: model id + text hash);
+        # in shared mode that is PostgreSQL, so a replica on an empty scratch dir embeds nothing again.
+        store = open_embedding_cache(self.settings)
         scorer = SupportScorer(self.context.embedder, store=store)
         model = load_answer_model(self.settings.answer_model)
         if self.settings.answerer == "extractive":

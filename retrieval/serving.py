@@ -5,6 +5,13 @@ reranker (when configured), and per chunk version its chunks and keyword index (
 version id). The `current` alias and the catalog contracts are re-checked per request by file stat
 (microseconds), so a publish, a rollback or a changed contract takes effect without a restart.
 
+Shared mode (store = pgvector): the data directory is a cache. Releases, the alias, chunk versions and the
+catalog come from PostgreSQL (a chunk version or catalog file missing here is fetched on first use). The
+alias and the catalog snapshot are re-read with one one-row query at most once per ALIAS_RECHECK_S, by
+the request that finds them older: a replica serves a publish within a second of it, needs no listener
+thread or extra connection, and cannot miss a move while disconnected (a LISTEN would need this same
+re-check after every reconnect). PostgreSQL down: StoreUnavailable, and the next request retries.
+
 Nothing here checks access: routes and the searcher decide what a principal may read from `catalog`.
 """
 
@@ -12,15 +19,22 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from indexing.embedder import create_embedder
 from indexing.keyword import KeywordIndex
-from indexing.releases import CURRENT, Release, ReleaseRegistry
+from indexing.releases import CURRENT, Release, release_registry
+from indexing.shared_catalog import CatalogMirror
+from indexing.shared_db import SharedDb, process_label
+from indexing.shared_evals import release_eval_store
+from indexing.shared_releases import PgReleaseRegistry, SharedHead
 from indexing.stores.factory import create_store
+from indexing.stores.pg_shared import is_shared
 from indexing.types import Chunk, Embedder, VectorStore
-from indexing.versions import VersionStore
+from indexing.versions import version_store
 from knowledge.catalog import Catalog, MeshStamp, log_problem_changes, mesh_unchanged
 from knowledge.errors import ConfigError
 from retrieval.rerank import CrossEncoderReranker
@@ -28,6 +42,7 @@ from retrieval.settings import RetrievalSettings
 from retrieval.versions import ProductVersion, version_index
 
 MAX_CACHED_VERSIONS = 512  # chunk versions kept in memory (a release holds one per product)
+ALIAS_RECHECK_S = 1.0  # shared mode: the oldest a request may find the alias and the catalog snapshot
 
 @dataclass(frozen=True)
 class LoadedChunkVersion:
@@ -45,8 +60,16 @@ class ServingContext:
                  embedder: Embedder | None = None, catalog: Catalog | None = None) -> None:
         self.settings = settings
         self.data_dir = settings.resolved_data_dir()
-        self.releases = ReleaseRegistry(self.data_dir)
-        self.versions = VersionStore(self.data_dir)
+        db = SharedDb(settings, application_name=process_label("meshrag serve")) if is_shared(settings) else None
+        self.releases = release_registry(settings, db)
+        self.versions = version_store(settings, db)
+        self.evals = release_eval_store(settings, db)
+        # Shared mode: the catalog is loaded from the current snapshot, laid out under the data directory.
+        self._shared = self.releases if isinstance(self.releases, PgReleaseRegistry) else None
+        self._mirror = CatalogMirror(db, self.data_dir) if db is not None else None
+        self._head: SharedHead | None = None
+        self._head_at = 0.0
+        self._head_lock = threading.Lock()
         self._store = store
         self._embedder = embedder
         self._catalog = catalog
@@ -90,13 +113,15 @@ class ServingContext:
                 self._store = create_store(self.settings.store, self.data_dir, self.settings.dsn,
                                            self.settings.pg_schema)
             self._store.warm_up()
+            if self._shared is not None:
+                self._shared_head(fresh=True)  # lays out the catalog snapshot before it is loaded
             if self._catalog is None:
-                self._catalog = Catalog.load(self.settings.mesh_roots)
+                self._catalog = Catalog.load(self._mesh_roots())
             self._catalog_stamp = self._stamp_of(self._catalog)
             if self.settings.reranker_model:
                 self._reranker = CrossEncoderReranker(self.settings.reranker_model)
                 self._reranker.warm_up()
-            current = self._resolve_release(CURRENT) if self.releases.current_id() else None
+            current = self._resolve_release(CURRENT) if self._current_id() else None
             if current is not None:
                 for entry in current.products.values():
                     self.chunk_version(entry.chunk_version)
@@ -147,6 +172,8 @@ class ServingContext:
         self.require_warm()
         catalog = self._catalog
         assert catalog is not None
+        if not self._catalog_pinned and self._shared is not None:
+            self._shared_head()  # a new snapshot is laid out here, and the stat check below sees it
         if not self._catalog_pinned and not mesh_unchanged(self._catalog_stamp or ()):
             catalog = self._reload_catalog(catalog)
         if catalog is not self._catalog_reported:
@@ -171,10 +198,14 @@ class ServingContext:
         """A fresh load replacing `stale` (unless another thread did); products now invalid keep `stale`'s."""
         with self._lock:
             if self._catalog is stale:
-                self._catalog = Catalog.load(self.settings.mesh_roots, previous=stale)
+                self._catalog = Catalog.load(self._mesh_roots(), previous=stale)
                 self._catalog_stamp = self._stamp_of(self._catalog)
             assert self._catalog is not None
             return self._catalog
+
+    def _mesh_roots(self) -> list[Path]:
+        """Where the catalog is loaded from: the mesh roots, or in shared mode the snapshot's folder."""
+        return [self._mirror.root] if self._mirror is not None else list(self.settings.mesh_roots)
 
     @staticmethod
     def _stamp_of(catalog: Catalog | None) -> MeshStamp:
@@ -190,10 +221,13 @@ class ServingContext:
     def product_versions(self, release: Release) -> dict[str, tuple[ProductVersion, ...]]:
         """Every addressable version of each product `release` serves (retrieval/versions.py), oldest first;
         recomputed when the release registry changes (a new release may have served another version)."""
-        try:
-            stamp = self.releases.dir.stat().st_mtime_ns
-        except FileNotFoundError:
-            stamp = 0
+        if self._shared is not None:
+            stamp = self._shared_head().releases_seq
+        else:
+            try:
+                stamp = self.releases.dir.stat().st_mtime_ns  # type: ignore[union-attr]
+            except FileNotFoundError:
+                stamp = 0
         key = (release.id, stamp)
         found = self._versions.get(key)
         if found is None:
@@ -236,7 +270,9 @@ class ServingContext:
         return release
 
     def _current_id(self) -> str | None:
-        path = self.releases.dir / f"{CURRENT}.json"
+        if self._shared is not None:
+            return self._shared_head().release_id
+        path = self.releases.dir / f"{CURRENT}.json"  # type: ignore[union-attr]
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -248,3 +284,19 @@ class ServingContext:
                 self._alias_id = self.releases.current_id()
                 self._alias_stamp = stamp
         return self._alias_id
+
+    def _shared_head(self, *, fresh: bool = False) -> SharedHead:
+        """Shared mode: the alias, the newest release and the catalog snapshot, re-read when older than
+        ALIAS_RECHECK_S (or `fresh`); a new catalog snapshot is laid out locally before this returns."""
+        head = self._head
+        if not fresh and head is not None and time.monotonic() - self._head_at < ALIAS_RECHECK_S:
+            return head
+        with self._head_lock:
+            if not fresh and self._head is not None and time.monotonic() - self._head_at < ALIAS_RECHECK_S:
+                return self._head
+            assert self._shared is not None and self._mirror is not None
+            head = self._shared.head()  # StoreUnavailable while PostgreSQL is down: the next request retries
+            if not self._catalog_pinned:
+                self._mirror.sync(head.catalog_id)
+            self._head, self._head_at = head, time.monotonic()
+            return head

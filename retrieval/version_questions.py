@@ -1,17 +1,30 @@
 """The version-question rule (`VersionRouter.search`, ask only; explicit pins and `as_of` win): when a
-question names a version ("version 1", "v1", "1.0.0", "the first / original / previous version"), or a time
-("before July", "before 2026-07-01", "in 2025", "back in June 2026"), or says "previously", "used to",
-"before the change", and the product it is about has more than one version (a product named in it, else
-the best-ranked of the unpinned search's k hits that comes from such a product; for a date cue, which may
-be the time of the data rather than of a rule, only the best hit), and the cue selects a version that is
-not current, the search is repeated pinned to that version (and recorded as such). A
-question asking what changed between versions (or since one) is answered from a diff of the two versions'
-documents and contract facts, each side cited to its own version's chunks.
+question carries a version cue (retrieval/version_cues.py: "v1", "the second version", "before July", "back
+in June", "last year", "previously", "the old rule", "originally") about a product with more than one
+version, and the cue selects a version that is not current, the search is repeated pinned to that version
+(and recorded as such). The product is the one the question names (id or title), else the one its words
+link to through the catalog's names and tags that the hits also come from, else the best-ranked hit's. A
+date pins only a product named or linked so, or the best hit's; and a date the question is set in ("in
+June"), which may be the time of the data rather than of a rule, only when the question asks how something
+was defined, counted or treated, or its best hit is that product's.
+
+Answers (`VersionRouter.answer`, before any other answerer):
+- "what changed" (two versions named, or "what changed / what's new" about a product named or linked so,
+  with a hit from a document that changed: the previous and the current version): the diff of both
+  versions' documents and contract facts, each side cited to its own version's chunks;
+- a question pinned to an older version: what that version said, its passages (sentences and table rows)
+  ranked by three rankings fused by reciprocal rank: the question's words (idf over the version's own
+  passages), meaning (the embedder's cosine), and the passages that differ from the version that replaced
+  it (the old rule) by meaning; led by the first changed sentence of the best passage's document (its
+  definition), each quote citing its version's chunk. When no topic word of the question is in that version,
+  the pipeline's answerer answers from the pinned hits (and may abstain);
+- a version the product does not have ("version 3"): an abstention naming the versions that exist.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -22,130 +35,32 @@ from indexing.releases import ProductEntry
 from knowledge.cards import CATALOG_DOCUMENT
 from knowledge.errors import ProductNotFound
 from knowledge.versions import version_key
+from retrieval.discovery.recognise import FUNCTION_WORDS, same_word, words
+from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.types import Answer, AnswerSentence, RetrievedChunk, SearchRequest, SearchResult
+from retrieval.version_cues import (
+    CUE_WORDS,
+    RULE_WORDS,
+    VersionCue,
+    asks_change,
+    by_number,
+    change_pair,
+    cue_version,
+    detect_cue,
+    missing_numbers,
+)
+from retrieval.versions import ProductVersion, pinned
 
 if TYPE_CHECKING:
     from retrieval.serving import ServingContext
-from retrieval.versions import ProductVersion, pinned, version_at
+
+__all__ = ["NAME", "VERSION", "VersionCue", "VersionRouter", "by_number", "change_pair", "cue_version",
+           "detect_cue", "document_changes"]
 
 NAME = "meshrag.versions"
-VERSION = "1"
+VERSION = "2"
 MAX_CHANGES = 6  # changed passages quoted in a "what changed" answer
-
-MONTHS = {m: i for i, m in enumerate(("january", "february", "march", "april", "may", "june", "july", "august",
-                                      "september", "october", "november", "december"), start=1)}
-MONTHS |= {m[:3]: i for m, i in list(MONTHS.items())} | {"sept": 9}
-_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
-_DATE = rf"(\d{{4}}-\d{{2}}-\d{{2}}|(?:{_MONTH})\.?(?:\s+\d{{1,2}}(?!\d)(?:st|nd|rd|th)?)?(?:,?\s+\d{{4}})?|\d{{4}})\b"
-_BEFORE = re.compile(rf"\b(?:before|prior to|until|up to)\s+{_DATE}", re.IGNORECASE)
-_DURING = re.compile(rf"\b(?:in|during|back in|as of|throughout)\s+{_DATE}", re.IGNORECASE)
-_NUMBERED = re.compile(r"\b(?:version|ver\.?|v)\s?(\d+(?:\.\d+){0,2})\b|\b(\d+\.\d+\.\d+)\b|\b(\d+)\.x\b", re.IGNORECASE)
-_WORD_NUMBERS = {"one": "1", "two": "2", "three": "3", "four": "4"}
-_WORDED = re.compile(r"\bversion\s+(one|two|three|four)\b", re.IGNORECASE)
-_OLDEST = re.compile(r"\b(?:first|original|initial|earliest)\s+(?:version|definition|rule|release)|\boriginally\b",
-                     re.IGNORECASE)
-_PREVIOUS = re.compile(r"\b(?:previous|prior|earlier|old|older|former)\s+(?:version|definition|rule|release)\b|"
-                       r"\bpreviously\b|\bused to\b|\bformerly\b|\bbefore the (?:change|switch|update|new\b)", re.IGNORECASE)
-_CHANGE = re.compile(r"\b(?:what|which|how)\b.*\b(?:chang\w*|differ\w*)\b|\bcompar\w*\b|\bdiff\b", re.IGNORECASE)
-_VERSIONS_WORD = re.compile(r"\bversions\b|\b(?:new|newest|latest|last|previous|current)\s+(?:version|release)\b",
-                            re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class VersionCue:
-    """What a question says about versions: named versions (as written), a day it is asked about, or
-    "the previous" / "the oldest" version."""
-
-    text: str  # the words that carry the cue
-    numbers: tuple[str, ...] = ()
-    day: date | None = None
-    relative: str | None = None  # "previous" | "oldest"
-
-
-def _day(text: str, before: bool, year: int) -> date | None:
-    """The day a date phrase points at: for `before X`, the day before X starts; else the last day of X."""
-    t = text.lower().strip().rstrip(".")
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
-            d = date.fromisoformat(t)
-            return d - timedelta(days=1) if before else d
-        if re.fullmatch(r"\d{4}", t):
-            y = int(t)
-            return date(y - 1, 12, 31) if before else date(y, 12, 31)
-        m = re.match(rf"({_MONTH})\.?(?:\s+(\d{{1,2}})(?!\d)(?:st|nd|rd|th)?)?(?:,?\s+(\d{{4}}))?", t)
-        if m is None:
-            return None
-        month, day_of, y = MONTHS[m.group(1)], m.group(2), int(m.group(3)) if m.group(3) else year
-        if day_of:
-            d = date(y, month, int(day_of))
-            return d - timedelta(days=1) if before else d
-        start = date(y, month, 1)
-        end = (date(y + month // 12, month % 12 + 1, 1)) - timedelta(days=1)
-        return start - timedelta(days=1) if before else end
-    except ValueError:
-        return None
-
-
-def detect_cue(question: str, year: int) -> VersionCue | None:
-    """The version cue of a question, if any. `year` completes a month without one (the current version's)."""
-    numbers = tuple(n for m in _NUMBERED.finditer(question) for n in m.groups() if n) + \
-        tuple(_WORD_NUMBERS[m.group(1).lower()] for m in _WORDED.finditer(question))
-    if numbers:
-        return VersionCue(question, numbers=numbers)
-    for pattern, before in ((_BEFORE, True), (_DURING, False)):
-        m = pattern.search(question)
-        if m and (d := _day(m.group(1), before, year)) is not None:
-            return VersionCue(m.group(0), day=d)
-    if m := _OLDEST.search(question):
-        return VersionCue(m.group(0), relative="oldest")
-    if m := _PREVIOUS.search(question):
-        return VersionCue(m.group(0), relative="previous")
-    return None
-
-
-def by_number(versions: Sequence[ProductVersion], number: str) -> ProductVersion | None:
-    """The newest version whose numbers start with `number`'s ("1" → 1.x.y, "2.1" → 2.1.z)."""
-    want = version_key(number)[0]
-    matching = [pv for pv in versions if version_key(pv.version)[0][:len(want)] == want]
-    return matching[-1] if matching else None
-
-
-def cue_version(cue: VersionCue, versions: Sequence[ProductVersion]) -> ProductVersion | None:
-    """The version a cue selects among a product's versions (None when it selects none)."""
-    current = next((i for i, pv in enumerate(versions) if pv.current), len(versions) - 1)
-    if cue.numbers:
-        return by_number(versions, cue.numbers[0])
-    if cue.day is not None:
-        return version_at(versions, cue.day)
-    if cue.relative == "oldest":
-        return versions[0]
-    if cue.relative == "previous" and current > 0:
-        return versions[current - 1]
-    return None
-
-
-def change_pair(question: str, versions: Sequence[ProductVersion]) -> tuple[ProductVersion, ProductVersion] | None:
-    """(older, newer) when the question asks what changed between versions (two named; one named and its
-    neighbour; "the previous / latest version"; the first version and the current one); None otherwise."""
-    if not _CHANGE.search(question) or len(versions) < 2:
-        return None
-    named = [pv for n in (n for m in _NUMBERED.finditer(question) for n in m.groups() if n)
-             if (pv := by_number(versions, n)) is not None]
-    named = list({pv.version: pv for pv in named}.values())
-    current = next((i for i, pv in enumerate(versions) if pv.current), len(versions) - 1)
-    if len(named) >= 2:
-        a, b = sorted(named[:2], key=lambda pv: version_key(pv.version))
-        return (a, b) if a != b else None
-    if len(named) == 1:
-        i = versions.index(named[0])
-        if i == 0 or (versions[i].current is False and i < current):
-            return versions[i], versions[i + 1]
-        return versions[i - 1], versions[i]
-    if _VERSIONS_WORD.search(question) and current > 0:
-        return versions[current - 1], versions[current]
-    if _OLDEST.search(question) and current > 0:
-        return versions[0], versions[current]
-    return None
+MAX_QUOTED = 3  # passages of an older version quoted in a pinned answer (plus its lead passage)
 
 
 # ---------------------------------------------------------------------------------------- the diff
@@ -153,8 +68,16 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'*(])")
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 
 
-def _units(chunks: Sequence[Any]) -> list[tuple[str, Any]]:
-    """(normalised sentence, first chunk holding it) in document order; tables, code and headings left out."""
+def _rows(lines: Sequence[str]) -> list[str]:
+    """The data rows of a Markdown table as "cell: cell; cell" (header and rule rows left out)."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.strip().startswith("|")]
+    return [": ".join((r[0], "; ".join(r[1:]))) if len(r) > 1 else r[0] for r in rows[2:]
+            if not all(set(c) <= set("-: ") for c in r)]
+
+
+def _units(chunks: Sequence[Any], tables: bool = False) -> list[tuple[str, Any]]:
+    """(normalised sentence, first chunk holding it) in document order; code and headings left out, and
+    tables unless `tables` (then each data row is a unit)."""
     out: dict[str, Any] = {}
     for chunk in sorted(chunks, key=lambda c: (c.start, c.end)):
         fenced = False
@@ -162,6 +85,10 @@ def _units(chunks: Sequence[Any]) -> list[tuple[str, Any]]:
             lines = paragraph.strip().splitlines()
             if any(line.strip().startswith("```") for line in lines):
                 fenced = not fenced if sum(line.strip().startswith("```") for line in lines) % 2 else fenced
+                continue
+            if tables and not fenced and lines and lines[0].lstrip().startswith("|"):
+                for row in _rows(lines):
+                    out.setdefault(" ".join(row.split()), chunk)
                 continue
             if fenced or not lines or lines[0].lstrip().startswith(("|", "#", "--")):
                 continue
@@ -179,10 +106,6 @@ def _units(chunks: Sequence[Any]) -> list[tuple[str, Any]]:
     return list(out.items())
 
 
-def _plain(text: str) -> str:
-    return text.replace("**", "").replace("`", "")
-
-
 @dataclass(frozen=True)
 class Change:
     document: str
@@ -190,8 +113,9 @@ class Change:
     new: tuple[tuple[str, Any], ...]
 
 
-def document_changes(old_chunks: Sequence[Any], new_chunks: Sequence[Any]) -> list[Change]:
-    """Sentences that differ between two versions of each document both versions hold, in document order."""
+def document_changes(old_chunks: Sequence[Any], new_chunks: Sequence[Any], tables: bool = False) -> list[Change]:
+    """Sentences (and with `tables`, table rows) that differ between two versions of each document both
+    versions hold, in document order."""
     docs_old: dict[str, list[Any]] = {}
     docs_new: dict[str, list[Any]] = {}
     for c in old_chunks:
@@ -200,12 +124,81 @@ def document_changes(old_chunks: Sequence[Any], new_chunks: Sequence[Any]) -> li
         docs_new.setdefault(c.document, []).append(c)
     changes = []
     for doc in sorted(set(docs_old) & set(docs_new) - {CATALOG_DOCUMENT}):
-        a, b = _units(docs_old[doc]), _units(docs_new[doc])
+        a, b = _units(docs_old[doc], tables), _units(docs_new[doc], tables)
         matcher = difflib.SequenceMatcher(None, [s for s, _ in a], [s for s, _ in b], autojunk=False)
         for op, i1, i2, j1, j2 in matcher.get_opcodes():
             if op != "equal":
                 changes.append(Change(doc, tuple(a[i1:i2]), tuple(b[j1:j2])))
     return changes
+
+
+
+
+def _plain(text: str) -> str:
+    return text.replace("**", "").replace("`", "")
+
+
+def _in_context(unit: tuple[str, Any]) -> str:
+    """A sentence under its chunk's breadcrumb (document title > heading), as the index embeds chunks."""
+    sentence, chunk = unit
+    return f"{chunk.context}\n{_plain(sentence)}" if getattr(chunk, "context", "") else _plain(sentence)
+
+
+def _relevance(question: str, units: Sequence[tuple[str, Any]]) -> dict[str, float]:
+    """Each sentence's match with the question: the summed idf (over these sentences) of the question's
+    topic words it or its breadcrumb holds (version-cue and function words left out; word forms match)."""
+    terms = [w for w in dict.fromkeys(words(question)) if len(w) > 2 and not w.isdigit()
+             and w not in FUNCTION_WORDS and w not in CUE_WORDS]
+    bags = {s: set(words(_in_context((s, c)))) for s, c in units}
+    holds = {t: {s for s, bag in bags.items() if any(same_word(t, w) for w in bag)} for t in terms}
+    idf = {t: math.log(1 + len(bags) / len(found)) for t, found in holds.items() if found}
+    return {s: sum(v for t, v in idf.items() if s in holds[t]) for s in bags}
+
+
+def _current(versions: Sequence[ProductVersion]) -> ProductVersion:
+    return next((pv for pv in versions if pv.current), versions[-1])
+
+
+def _version_span(pv: ProductVersion, versions: Sequence[ProductVersion]) -> str:
+    """"1.0.0 (in effect until 2026-06-30)", "2.0.0 (in effect from 2026-07-01, current)"."""
+    i = list(versions).index(pv)
+    after = versions[i + 1] if i + 1 < len(versions) else None
+    parts = [f"from {pv.since.date().isoformat()}"] if pv.since is not None else []
+    if after is not None and after.since is not None:
+        parts.append(f"until {(after.since.date() - timedelta(days=1)).isoformat()}")
+    when = "in effect " + " ".join(parts) if parts else "undated"
+    return f"{pv.version} ({when}{', current' if pv.current else ''})"
+
+
+def _hit(chunk: Any, entry: ProductEntry, release_id: str, domain: str, rank: int) -> RetrievedChunk:
+    """A chunk of a version as a hit (the form a citation is made from)."""
+    return RetrievedChunk(chunk=chunk, release_id=release_id, product_version=entry.product_version,
+                          chunk_version=entry.chunk_version, embedding_version=entry.embedding_version,
+                          domain=domain, classification=entry.classification, score=1.0 / max(rank, 1),
+                          rank=rank)
+
+
+class _Draft:
+    """Sentences of a version answer and the hits they cite, numbered as first cited."""
+
+    def __init__(self) -> None:
+        self.sentences: list[AnswerSentence] = []
+        self.citations: list[Any] = []
+        self._marker: dict[tuple[str, str], int] = {}
+
+    def say(self, text: str, hits: Iterable[RetrievedChunk]) -> None:
+        hits = list(hits)
+        for h in hits:
+            if (h.chunk_version, h.chunk_id) not in self._marker:
+                self._marker[(h.chunk_version, h.chunk_id)] = len(self._marker) + 1
+                self.citations.append(h.cite(len(self._marker), 1.0))
+        markers = tuple(dict.fromkeys(self._marker[(h.chunk_version, h.chunk_id)] for h in hits))
+        self.sentences.append(AnswerSentence(text + "".join(f" [{m}]" for m in markers), markers, 1.0))
+
+    def answer(self, question: str, answerer: str, decision: dict[str, Any]) -> Answer:
+        return Answer(question=question, text=" ".join(s.text for s in self.sentences),
+                      citations=tuple(self.citations), abstained=False, support=1.0, answerer=answerer,
+                      sentences=tuple(self.sentences), outcome="answered", decision=decision)
 
 
 class VersionRouter:
@@ -214,9 +207,12 @@ class VersionRouter:
     NAME = NAME
     VERSION = VERSION
 
-    def __init__(self, context: ServingContext, search: Callable[[SearchRequest], SearchResult]) -> None:
+    def __init__(self, context: ServingContext, search: Callable[[SearchRequest], SearchResult],
+                 today: Callable[[], date] = date.today) -> None:
         self.context = context
         self._search = search
+        self._today = today
+        self._vectors: dict[str, tuple[tuple[str, ...], Any]] = {}  # chunk version → its sentences' vectors
 
     def search(self, req: SearchRequest) -> SearchResult:
         """The ask's retrieval: pinned by a version question's cue, or a diff of two versions, else as asked."""
@@ -226,19 +222,30 @@ class VersionRouter:
         multi = {pid: vs for pid, vs in self.context.product_versions(release).items() if len(vs) > 1}
         if not multi:
             return self._search(req)
-        year = max((pv.since.year for vs in multi.values() for pv in vs if pv.since), default=date.today().year)
-        cue = detect_cue(req.query, year)
-        asks_change = _CHANGE.search(req.query) is not None
-        if cue is None and not asks_change:
+        year = max((pv.since.year for vs in multi.values() for pv in vs if pv.since), default=self._today().year)
+        cue = detect_cue(req.query, year, self._today())
+        change = asks_change(req.query)
+        if cue is None and not change:
             return self._search(req)
         found = self._search(req)
-        # A date alone may be the time of the data asked about, not of a rule: it pins only a question whose
-        # best hit is the versioned product's. A version word ("v1", "previously") is about versions itself.
-        pid = self._target(req.query, found, multi, best_only=cue is not None and cue.day is not None)
+        pid, how = self._target(req, found, multi)
         if pid is None:
             return found
+        # A date is about versions only for the product the question names or whose rule it asks about; a date
+        # the question is set in ("in April") only when it asks how something was defined, counted or treated.
+        strong = how in ("named", "linked")
+        best = bool(found.hits) and found.hits[0].product_id == pid
+        if cue is not None and cue.day is not None and not (strong or best):
+            return found
+        if cue is not None and cue.during and not RULE_WORDS.search(req.query) and not best:
+            return found
         versions = multi[pid]
-        pair = change_pair(req.query, versions) if asks_change else None
+        missing = missing_numbers(req.query, versions) if strong else ()
+        if missing:
+            spec = {"product": pid, "asked": list(missing), "versions": [pv.version for pv in versions]}
+            return replace(found, params={**found.params, "version_missing": spec})
+        pair = change_pair(req.query, versions, default=strong and self._changed_hit(found, pid, versions)) \
+            if change else None
         if pair is not None:
             try:
                 return self.diff(req, pid, pair[0].version, pair[1].version)
@@ -248,20 +255,48 @@ class VersionRouter:
         if chosen is None or chosen.current:
             return found
         result = self._search(replace(req, products=(f"{pid}@{chosen.version}",)))
-        rule = {"rule": f"{NAME}@{VERSION}", "cue": cue.text if cue else "", "product": pid, "version": chosen.version}
+        rule = {"rule": f"{NAME}@{VERSION}", "cue": cue.text if cue else "", "product": pid, "version": chosen.version,
+                "target": how}
         return replace(result, params={**result.params, "version_rule": rule})
 
-    def _target(self, question: str, found: SearchResult, multi: Mapping[str, Sequence[ProductVersion]],
-                best_only: bool = False) -> str | None:
-        """The product a version question is about: one named in it, else the product with versions that
-        the best of the hits (the k the answerer would see; with `best_only`, the first) comes from."""
+    def _target(self, req: SearchRequest, found: SearchResult, multi: Mapping[str, Sequence[ProductVersion]]
+                ) -> tuple[str | None, str]:
+        """(the product a version question is about, how it was found): named by id or title; linked by a
+        word of its name, title or tags that is also a hit's product; else the best-ranked hit's."""
         catalog = self.context.catalog
-        low = question.lower()
-        for pid in multi:
-            product = catalog.products.get(pid)
-            if pid in low or (product is not None and product.title.lower() in low):
-                return pid
-        return next((h.product_id for h in found.hits[:1 if best_only else None] if h.product_id in multi), None)
+        low = req.query.lower()
+        readable = {pid: p for pid in multi if (p := catalog.products.get(pid)) is not None
+                    and req.principal.can_read(p)}
+        for pid, product in readable.items():
+            if pid in low or product.title.lower() in low:
+                return pid, "named"
+        asked = [w for w in words(req.query) if w not in FUNCTION_WORDS and len(w) > 2]
+        hit_products = {h.product_id for h in found.hits}
+        for pid, product in readable.items():
+            names = {w for part in (product.name, product.title, *product.tags) for w in words(part)}
+            if pid in hit_products and any(same_word(q, n) for q in asked for n in names):
+                return pid, "linked"
+        return next((h.product_id for h in found.hits if h.product_id in readable), None), "hits"
+
+    def _similarity(self, question: str, chunk_version: str, units: Sequence[tuple[str, Any]]) -> dict[str, float]:
+        """Cosine of the question with each sentence of a version (embedded once per version; alone, as a
+        breadcrumb would make every sentence of a document alike)."""
+        sentences = tuple(s for s, _ in units)
+        cached = self._vectors.get(chunk_version)
+        if cached is None or cached[0] != sentences:
+            cached = (sentences, self.context.embedder.embed_documents([_plain(s) for s in sentences]))
+            self._vectors[chunk_version] = cached
+        q = self.context.embedder.embed_query(question)
+        return dict(zip(sentences, (float(v) for v in cached[1] @ q), strict=True))
+
+    def _changed_hit(self, found: SearchResult, pid: str, versions: Sequence[ProductVersion]) -> bool:
+        """Does a hit of `pid` come from a document that differs between its previous and current version?"""
+        current = next((i for i, pv in enumerate(versions) if pv.current), len(versions) - 1)
+        if current == 0:
+            return False
+        old, new = versions[current - 1].entry.documents, versions[current].entry.documents
+        changed = {d for d in set(old) & set(new) - {CATALOG_DOCUMENT} if old[d] != new[d]}
+        return any(h.product_id == pid and h.chunk.document in changed for h in found.hits)
 
     def diff(self, req: SearchRequest, pid: str, old: str, new: str) -> SearchResult:
         """The chunks a "what changed" answer cites, as a search result: each changed passage of both
@@ -288,10 +323,7 @@ class VersionRouter:
             if (entry.chunk_version, chunk.chunk_id) in seen:
                 continue
             seen.add((entry.chunk_version, chunk.chunk_id))
-            hits.append(RetrievedChunk(chunk=chunk, release_id=release.id, product_version=entry.product_version,
-                                       chunk_version=entry.chunk_version, embedding_version=entry.embedding_version,
-                                       domain=product.domain, classification=entry.classification,
-                                       score=1.0 / (len(hits) + 1), rank=len(hits) + 1))
+            hits.append(_hit(chunk, entry, release.id, product.domain, len(hits) + 1))
         params = {"searcher": f"{NAME}@{VERSION}", "release": release.id, "requested_release": req.release,
                   "k": req.k, "filters": {"products": sorted(pins), "domains": None, "classifications": None,
                                           "documents": None},
@@ -301,55 +333,112 @@ class VersionRouter:
         return SearchResult(release_id=release.id, hits=tuple(hits), params=params, timings_ms={})
 
     def answer(self, question: str, found: SearchResult) -> Answer | None:
-        """The "what changed" answer of a diff search, citing both versions; None for any other search."""
-        spec = found.params.get("version_diff")
-        if not spec:
+        """The version stage's own answer: a "what changed" diff, what a pinned older version said, or an
+        abstention for a version that does not exist; None for any other search."""
+        if found.params.get("version_diff"):
+            return self._diff_answer(question, found)
+        if found.params.get("version_missing"):
+            return self._missing_answer(question, found)
+        if found.params.get("version_rule"):
+            return self._pinned_answer(question, found)
+        return None
+
+    def _versions(self, found: SearchResult, pid: str) -> tuple[ProductVersion, ...]:
+        return self.context.product_versions(self.context.release(found.release_id))[pid]
+
+    def _missing_answer(self, question: str, found: SearchResult) -> Answer:
+        spec = found.params["version_missing"]
+        known = "; ".join(_version_span(pv, vs) for vs in [self._versions(found, spec["product"])] for pv in vs)
+        asked = ", ".join(a.replace("#", "number ") for a in spec["asked"])
+        text = f"{spec['product']} has no version {asked}; its versions are: {known}."
+        return Answer(question=question, text=text, citations=(), abstained=True, support=0.0,
+                      answerer=f"{NAME}.missing@{VERSION}", sentences=(AnswerSentence(text, (), 0.0),),
+                      outcome="abstained", decision={"rule": "version-missing", **spec})
+
+    def _pinned_answer(self, question: str, found: SearchResult) -> Answer | None:
+        """What the pinned version said where it differs from the version that replaced it (see the module
+        docstring); None when no changed passage matches the question at least as well as an unchanged one."""
+        rule = found.params["version_rule"]
+        pid, version = rule["product"], rule["version"]
+        versions = self._versions(found, pid)
+        i = next(n for n, pv in enumerate(versions) if pv.version == version)
+        if i + 1 >= len(versions):
             return None
+        old, newer = versions[i], versions[i + 1]
+        old_chunks = [c for c in self.context.chunks_of(old.entry.chunk_version) if c.document != CATALOG_DOCUMENT]
+        changed = {s for c in document_changes(old_chunks, self.context.chunks_of(newer.entry.chunk_version), True)
+                   for s, _ in c.old}
+        units = _units(old_chunks, tables=True)
+        if not changed or not units:
+            return None
+        # Three rankings of the version's passages, fused as retrieval fuses its own (retrieval.fusion): by the
+        # question's words, by meaning (the embedder's cosine), and the changed passages (the old rule) by meaning.
+        scores = _relevance(question, units)
+        order = {s: n for n, (s, _) in enumerate(units)}
+        by_words = sorted((s for s, _ in units if scores[s] > 0), key=lambda s: (-scores[s], order[s]))
+        if not by_words:
+            return None  # no topic word of the question in this version: the answerer's to answer or abstain
+        cosine = self._similarity(question, old.entry.chunk_version, units)
+        by_meaning = sorted(order, key=lambda s: (-cosine[s], order[s]))
+        by_change = [s for s in by_meaning if s in changed]
+        fused = reciprocal_rank_fusion({"words": by_words, "meaning": by_meaning, "changed": by_change})
+        chunk_of = dict(units)
+        candidates = [(s, chunk_of[s]) for s, _ in fused]
+        picks = candidates[:MAX_QUOTED]
+        prose = {s for s, _ in _units(old_chunks)}
+        lead = next((sc for sc in units if sc[0] in changed and sc[0] in prose
+                     and sc[1].document == picks[0][1].document), None)
+        if lead is not None and lead not in picks:
+            picks.insert(0, lead)  # a document states its rule first: the version's definition sentence
+        picks.sort(key=lambda sc: order[sc[0]])
+        cards = [c for c in self.context.chunks_of(old.entry.chunk_version) if c.document == CATALOG_DOCUMENT][:1]
+        draft = _Draft()
+        domain = self.context.catalog.products[pid].domain if pid in self.context.catalog.products else ""
+        cite = [_hit(c, old.entry, found.release_id, domain, n) for n, c in enumerate(cards, start=1)]
+        draft.say(f"{pid} version {_version_span(old, versions)} said, where it differs from version "
+                  f"{newer.version} (the current version is {_current(versions).version}):", cite)
+        hits = {h.chunk_id: h for h in found.hits}
+        for sentence, chunk in picks:
+            draft.say(f"In {chunk.document}: \"{_plain(sentence)}\"",
+                      [hits.get(chunk.chunk_id) or _hit(chunk, old.entry, found.release_id, domain, len(hits) + 1)])
+        return draft.answer(question, f"{NAME}.pinned@{VERSION}",
+                            {"rule": "version-pinned", "product": pid, "version": version,
+                             "compared_with": newer.version, "quoted": len(picks)})
+
+    def _diff_answer(self, question: str, found: SearchResult) -> Answer:
+        """The "what changed" answer of a diff search, citing both versions."""
+        spec = found.params["version_diff"]
         pid, old, new = spec["product"], spec["from"], spec["to"]
-        known = {pv.version: pv for pv in self.context.product_versions(self.context.release(found.release_id))[pid]}
+        known = {pv.version: pv for pv in self._versions(found, pid)}
         a, b = known[old], known[new]
         by_chunk = {(h.product_version, h.chunk_id): h for h in found.hits}
         cards = [h for h in found.hits if h.chunk.document == CATALOG_DOCUMENT]
-        citations: list[Any] = []
-        marker: dict[tuple[str, str], int] = {}
-        sentences: list[AnswerSentence] = []
-
-        def say(text: str, hits: Iterable[RetrievedChunk]) -> None:
-            for h in hits:
-                if (h.chunk_version, h.chunk_id) not in marker:
-                    marker[(h.chunk_version, h.chunk_id)] = len(marker) + 1
-                    citations.append(h.cite(len(marker), 1.0))
-            markers = tuple(dict.fromkeys(marker[(h.chunk_version, h.chunk_id)] for h in hits))
-            sentences.append(AnswerSentence(text + "".join(f" [{m}]" for m in markers), markers, 1.0))
-
+        draft = _Draft()
         facts = [f"version {old} → {new}"]
         if b.since is not None:
             facts.append(f"version {new} in effect from {b.since.date().isoformat()}")
         if a.entry.classification != b.entry.classification:
             facts.append(f"classification {a.entry.classification} → {b.entry.classification}")
-        say(f"What changed in {pid} from version {old} to version {new}: contract facts: {'; '.join(facts)}.", cards)
+        draft.say(f"What changed in {pid} from version {old} to version {new}: contract facts: {'; '.join(facts)}.",
+                  cards)
         old_docs, new_docs = set(a.entry.documents) - {CATALOG_DOCUMENT}, set(b.entry.documents) - {CATALOG_DOCUMENT}
         compared = sorted(old_docs & new_docs)
         changes = [c for c in document_changes(self.context.chunks_of(a.entry.chunk_version),
                                                self.context.chunks_of(b.entry.chunk_version)) if c.old and c.new]
         for change in changes[:MAX_CHANGES]:
-            say(f"In {change.document}, version {old} said: \"{' '.join(_plain(t) for t, _ in change.old)}\"",
-                [by_chunk[k] for _, c in change.old if (k := (old, c.chunk_id)) in by_chunk])
-            say(f"Version {new} says: \"{' '.join(_plain(t) for t, _ in change.new)}\"",
-                [by_chunk[k] for _, c in change.new if (k := (new, c.chunk_id)) in by_chunk])
+            draft.say(f"In {change.document}, version {old} said: \"{' '.join(_plain(t) for t, _ in change.old)}\"",
+                      [by_chunk[k] for _, c in change.old if (k := (old, c.chunk_id)) in by_chunk])
+            draft.say(f"Version {new} says: \"{' '.join(_plain(t) for t, _ in change.new)}\"",
+                      [by_chunk[k] for _, c in change.new if (k := (new, c.chunk_id)) in by_chunk])
         if not changes:
-            sentences.append(AnswerSentence(f"The documents both versions hold ({', '.join(compared) or 'none'}) "
-                                            "read the same.", (), 1.0))
+            draft.say(f"The documents both versions hold ({', '.join(compared) or 'none'}) read the same.", [])
         unkept = len(new_docs - old_docs)
         if unkept:
-            sentences.append(AnswerSentence(f"Compared: {', '.join(compared) or 'no document'}; {unkept} other "
-                                            f"document(s) of version {new} have no copy kept for version {old}.",
-                                            (), 1.0))
-        return Answer(question=question, text=" ".join(s.text for s in sentences), citations=tuple(citations),
-                      abstained=False, support=1.0, answerer=f"{NAME}.diff@{VERSION}", sentences=tuple(sentences),
-                      outcome="answered", decision={"rule": "version-diff", "product": pid, "from": old, "to": new,
-                                                    "changes": len(changes),
-                                                    "quoted": min(len(changes), MAX_CHANGES)})
+            draft.say(f"Compared: {', '.join(compared) or 'no document'}; {unkept} other document(s) of version "
+                      f"{new} have no copy kept for version {old}.", [])
+        return draft.answer(question, f"{NAME}.diff@{VERSION}",
+                            {"rule": "version-diff", "product": pid, "from": old, "to": new,
+                             "changes": len(changes), "quoted": min(len(changes), MAX_CHANGES)})
 
     def replay(self, req: SearchRequest, params: Mapping[str, Any]) -> SearchResult:
         """The recorded retrieval again: a recorded diff is recomputed, anything else searched as recorded."""

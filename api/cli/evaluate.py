@@ -23,7 +23,8 @@ from eval_sets.report import (
     product_table,
     section_table,
 )
-from indexing.release_evals import ReleaseEval, ReleaseEvalStore
+from indexing.release_evals import ReleaseEval
+from indexing.shared_evals import release_eval_store
 from retrieval.settings import RetrievalSettings
 from retrieval.types import CURRENT
 
@@ -80,7 +81,7 @@ def print_failures(failures: tuple[GateFailure, ...], out: Console = err_console
 def record_results(report: EvalReport, settings: RetrievalSettings) -> list[str]:
     """Keep the aggregates of every release the run evaluated (the catalog's product pages show them).
     Returns the release ids recorded."""
-    store = ReleaseEvalStore(settings.resolved_data_dir())
+    store = release_eval_store(settings)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     recorded = []
     for evaluated in (report, report.compare):

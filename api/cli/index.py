@@ -12,13 +12,16 @@ from rich.table import Table
 from api.cli.common import console, domain_errors, err_console, print_json
 from api.cli.progress import RichProgress
 from indexing.pipeline import IndexPipeline, IndexReport
-from indexing.releases import ReleaseRegistry
+from indexing.releases import ReleaseRegistry, release_registry
 from indexing.settings import IndexSettings
+from indexing.shared_releases import PgReleaseRegistry
 
 if TYPE_CHECKING:
     from retrieval.settings import RetrievalSettings
 
 DataDirOption = typer.Option(None, "--data-dir", help="Index data directory (default: MESHRAG_DATA_DIR, else ./.meshrag).")
+StoreOption = typer.Option(None, "--store", help="faiss (default) or pgvector: where the releases live (shared mode: PostgreSQL).")
+DsnOption = typer.Option(None, "--dsn", help="PostgreSQL URL in shared mode (default: MESHRAG_DSN, else the embedded server).")
 releases_app = typer.Typer(help="List, inspect, diff, publish and roll back releases.", no_args_is_help=True)
 
 
@@ -27,6 +30,11 @@ def index_settings(data_dir: Path | None = None, **overrides) -> IndexSettings:
     if data_dir is not None:
         values["data_dir"] = data_dir
     return IndexSettings(**values)
+
+
+def registry_of(data_dir: Path | None, store: str | None, dsn: str | None) -> ReleaseRegistry | PgReleaseRegistry:
+    """The release registry the settings call for: the data dir's files, or PostgreSQL in shared mode."""
+    return release_registry(index_settings(data_dir, store=store, dsn=dsn))
 
 
 def index_report_table(report: IndexReport) -> Table:
@@ -62,6 +70,8 @@ def index(
     product: list[str] = typer.Option(None, "--product", help="Only these products (repeatable)."),
     publish: bool = typer.Option(True, "--publish/--no-publish", help="Move `current` to the new release."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Shared mode: when another run is indexing one of "
+                              "these products, wait for it (default) or stop at once with an error."),
     answer_vectors: bool = typer.Option(
         True, "--answer-vectors/--no-answer-vectors",
         help="Also embed the passages the answer stage compares questions with (once per release, into the "
@@ -70,11 +80,16 @@ def index(
     """Index knowledge products into chunk and embedding versions and publish a release."""
     with domain_errors():
         settings = index_settings(data_dir, store=store, dsn=dsn)
+
+        def notice(message: str) -> None:
+            err_console.print(f"[yellow]{message}[/]")
+
         if as_json:
-            report = IndexPipeline(settings).run(product or None, publish=publish)
+            report = IndexPipeline(settings, notice=notice).run(product or None, publish=publish, wait=wait)
         else:
             with RichProgress() as bars:
-                report = IndexPipeline(settings, progress=bars).run(product or None, publish=publish)
+                report = IndexPipeline(settings, progress=bars, notice=notice).run(product or None, publish=publish,
+                                                                                   wait=wait)
     passages = None
     if answer_vectors and report.release_id is not None:
         with domain_errors():
@@ -116,11 +131,13 @@ def prepare_answer_passages(settings: RetrievalSettings, release: str, *, quiet:
 
 
 @releases_app.command("list")
-def list_releases(data_dir: Path | None = DataDirOption, as_json: bool = typer.Option(False, "--json")) -> None:
+def list_releases(data_dir: Path | None = DataDirOption, as_json: bool = typer.Option(False, "--json"),
+                  store: str | None = StoreOption, dsn: str | None = DsnOption) -> None:
     """Every release, oldest first; the current one is marked."""
-    reg = ReleaseRegistry(index_settings(data_dir).resolved_data_dir())
-    current = reg.current_id()
-    rels = reg.list()
+    with domain_errors():
+        reg = registry_of(data_dir, store, dsn)
+        current = reg.current_id()
+        rels = reg.list()
     if as_json:
         print_json([{"id": r.id, "created_at": r.created_at, "current": r.id == current, "parent": r.parent,
                      "products": {p: e.embedding_version for p, e in r.products.items()}} for r in rels])
@@ -136,10 +153,11 @@ def list_releases(data_dir: Path | None = DataDirOption, as_json: bool = typer.O
 
 @releases_app.command("show")
 def show_release(release: str = typer.Argument("current"), data_dir: Path | None = DataDirOption,
-                 as_json: bool = typer.Option(False, "--json")) -> None:
+                 as_json: bool = typer.Option(False, "--json"), store: str | None = StoreOption,
+                 dsn: str | None = DsnOption) -> None:
     """One release: its products and their chunk/embedding versions."""
     with domain_errors():
-        rel = ReleaseRegistry(index_settings(data_dir).resolved_data_dir()).get(release)
+        rel = registry_of(data_dir, store, dsn).get(release)
     if as_json:
         print_json(rel.as_dict())
         return
@@ -151,10 +169,11 @@ def show_release(release: str = typer.Argument("current"), data_dir: Path | None
 
 @releases_app.command("diff")
 def diff_releases(a: str, b: str, data_dir: Path | None = DataDirOption,
-                  as_json: bool = typer.Option(False, "--json")) -> None:
+                  as_json: bool = typer.Option(False, "--json"), store: str | None = StoreOption,
+                  dsn: str | None = DsnOption) -> None:
     """Documents added, removed and changed from release A to release B."""
     with domain_errors():
-        d = ReleaseRegistry(index_settings(data_dir).resolved_data_dir()).diff(a, b)
+        d = registry_of(data_dir, store, dsn).diff(a, b)
     if as_json:
         print_json(d.as_dict())
         return
@@ -176,25 +195,29 @@ def publish_release(release: str, data_dir: Path | None = DataDirOption,
                     gate: bool = typer.Option(False, "--gate", help="Evaluate RELEASE on the golden sets first and refuse "
                                               "it when it fails the thresholds or regresses against the current release."),
                     thresholds: Path | None = typer.Option(None, "--thresholds", help="Thresholds file (default: eval_sets/thresholds.yaml)."),
-                    sets: list[str] = typer.Option(None, "--set", help="Golden set for --gate (repeatable; default: all of eval_sets/golden/).")) -> None:
+                    sets: list[str] = typer.Option(None, "--set", help="Golden set for --gate (repeatable; default: all of eval_sets/golden/)."),
+                    store: str | None = StoreOption, dsn: str | None = DsnOption) -> None:
     """Make RELEASE current (atomic); with --gate only when it passes the eval gate."""
     with domain_errors():
-        registry = ReleaseRegistry(index_settings(data_dir).resolved_data_dir())
+        settings = index_settings(data_dir, store=store, dsn=dsn)
+        registry = release_registry(settings)
         if gate:
-            _gate_publish(registry, release, data_dir, thresholds, sets, as_json)
+            _gate_publish(registry, release, settings, thresholds, sets, as_json)
         rel = registry.publish(release, reason="publish --gate" if gate else "publish")
     print_json({"current": rel.id}) if as_json else console.print(f"current → [bold]{rel.id}[/]")
 
 
-def _gate_publish(registry: ReleaseRegistry, release: str, data_dir: Path | None, thresholds: Path | None,
-                  sets: list[str] | None, as_json: bool) -> None:
+def _gate_publish(registry: ReleaseRegistry | PgReleaseRegistry, release: str, settings: IndexSettings,
+                  thresholds: Path | None, sets: list[str] | None, as_json: bool) -> None:
     """Evaluate the candidate (and the current release); exit 1, leaving `current` alone, if it fails."""
-    from api.cli.evaluate import print_failures, print_report, retrieval_settings
+    from api.cli.evaluate import print_failures, print_report
     from eval_sets.gates import check_publish, load_thresholds
     from eval_sets.harness import EvalRun
+    from retrieval.settings import RetrievalSettings
 
     limits = load_thresholds(thresholds)
-    check = check_publish(retrieval_settings(data_dir), release, limits, EvalRun.load(sets))
+    check = check_publish(RetrievalSettings(**settings.model_dump(exclude_unset=True)), release, limits,
+                          EvalRun.load(sets))
     print_report(check.report, err_console if as_json else console)
     if registry.current_id() != check.current_id:
         err_console.print(f"[bold red]refused[/]: the current release moved from {check.current_id} to "
@@ -214,8 +237,9 @@ def _gate_publish(registry: ReleaseRegistry, release: str, data_dir: Path | None
 
 @releases_app.command("rollback")
 def rollback_release(release: str | None = typer.Argument(None, help="Release to make current (default: the previous one)."),
-                     data_dir: Path | None = DataDirOption, as_json: bool = typer.Option(False, "--json")) -> None:
+                     data_dir: Path | None = DataDirOption, as_json: bool = typer.Option(False, "--json"),
+                     store: str | None = StoreOption, dsn: str | None = DsnOption) -> None:
     """Move `current` back to the previous release (or to RELEASE)."""
     with domain_errors():
-        rel = ReleaseRegistry(index_settings(data_dir).resolved_data_dir()).rollback(release)
+        rel = registry_of(data_dir, store, dsn).rollback(release)
     print_json({"current": rel.id}) if as_json else console.print(f"rolled back: current → [bold]{rel.id}[/]")

@@ -20,7 +20,7 @@ def mcp(
 ) -> None:
     """Serve search_catalog, get_product, search and ask over stdio (MCP). With MESHRAG_API_KEY set, the
     key's principal and roles are used instead of --as/--principal."""
-    from api.auth import KeyStore
+    from api.auth import open_key_store
     from api.mcp_server import run_stdio
     from api.settings import ApiSettings
 
@@ -30,7 +30,7 @@ def mcp(
         key = os.environ.get("MESHRAG_API_KEY")
         if key:
             api_settings = ApiSettings(**overrides)
-            store = KeyStore(api_settings.resolved_api_keys_file(), api_settings.api_keys)
+            store = open_key_store(api_settings)
             store.warm_up()
             principal = store.principal_for(key)
         service = MeshService(RetrievalSettings(**overrides))

@@ -31,10 +31,11 @@ async def healthz() -> Health:
 def readiness(service: MeshService, warm: bool, answer_vectors: dict[str, Any] | None = None) -> Readiness:
     problems: list[str] = [] if warm else ["still warming up"]
     store_ok = False
-    current = service.context.releases.current_id()
-    if current is None:
-        problems.append("no release is current yet; run `meshrag index`")
+    current = None
     try:
+        current = service.context.releases.current_id()  # shared mode: a query, so PostgreSQL may be down
+        if current is None:
+            problems.append("no release is current yet; run `meshrag index`")
         collections = set(service.context.store.collections())
         store_ok = True
         if current is not None:

@@ -26,7 +26,7 @@ from api.routes.catalog import list_products, product_detail
 from api.web.deps import VisitorDep
 from api.web.releases import EntryChange
 from api.web.render import WebRoute, page
-from indexing.release_evals import ReleaseEval, ReleaseEvalStore
+from indexing.release_evals import ReleaseEval
 from indexing.releases import ProductEntry
 from knowledge.catalog import Freshness, FreshnessStatus
 from knowledge.model import CLASSIFICATIONS, Classification, Principal
@@ -193,7 +193,7 @@ def product_view(service: MeshService, principal: Principal, product_id: str) ->
     current = registry.current_id()
     served = entries.get(current) if current else None
     documents = [DocumentRow(d, served is not None and d in served.documents) for d in detail.document_ids]
-    evaluation = ReleaseEvalStore(service.context.data_dir).get(current) if current else None
+    evaluation = service.context.evals.get(current) if current else None
     metrics = evaluation.product(detail.id) if evaluation is not None else None
     return ProductView(detail=detail, freshness=freshness_words(detail.freshness),
                        sla_days=f"{detail.freshness.sla_days:g}", retention=duration_words(detail.retention_days),

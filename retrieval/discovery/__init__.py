@@ -10,14 +10,21 @@ vocabularies, read once per catalog) · answer (`DiscoveryAnswerer`: sentences a
 
 Recognition is two small rule sets over the catalog's own vocabulary, never over our golden questions:
 
-    asks      = the facts the question asks for (cue patterns below; a cue word never links a product)
+    asks      = the facts the question asks for (cue patterns below; a word a cue spells out never links a
+                product, a word in a cue's gap does: "where are the *support* runbooks kept")
     products  = catalog linking: each question word (function, cue and product-noun words dropped) that
                 matches a product's metadata adds  field weight × log(1 + visible / products matching)
                 to it; the best score wins, ties broken by retrieval rank. "Which product …" questions
-                take the top retrieved product when the catalog agrees it is a candidate.
-    scope     = one product, when the question refers to a product (a product noun, or a title word);
-                all visible products through filters (stale, classification, domain, team or person,
-                readable by me), when it asks about products in the plural
+                fuse the catalog's ranking with retrieval's; with no catalog link, only a retrieved product
+                whose hits hold every topic word of the question. A fact of one product needs a catalog
+                link: retrieval alone never says which product a question means.
+    scope     = one product, when the question refers to a product (a product noun, a title word, or it
+                asks whom to contact about a topic); all visible products through filters (stale,
+                classification, domain, team or person, readable by me), when it asks about products in
+                the plural, or says "anything / any of / what … stuff / what can I read" with such a filter
+                and names no product
+
+A pinned search (the version stage pinned an older version) is no discovery question: the facts are today's.
 
 A principal sees only products it may discover, and of a product it cannot read only the facts in
 `knowledge.facts.DISCOVERABLE_FACTS`; products it may neither read nor discover take no part at all (not

@@ -29,7 +29,7 @@ from retrieval.discovery.recognise import _WHO, Recognised, recognise
 from retrieval.types import Answer, AnswerSentence, Citation, RetrievedChunk, SearchRequest, ShortAnswer
 
 NAME = "discovery"
-VERSION = "1"
+VERSION = "2"
 ANSWERER = f"{NAME}@{VERSION}"
 
 
@@ -240,9 +240,14 @@ class DiscoveryAnswerer:
         if req.as_of is not None or any("@" in p for p in req.products or ()):
             return None  # a pinned product version has its own facts (retrieval/versions.py), not the current ones
         facts = self.facts()
+        current = {p.id: p.version for p in facts.catalog}
+        if hits and all(h.product_version != current.get(h.product_id) for h in hits):
+            return None  # the version stage pinned an older version: its facts are not today's
         visible = self.visible(req, facts.catalog)
-        retrieved = tuple(dict.fromkeys(h.product_id for h in sorted(hits, key=lambda h: h.rank)))
-        found = recognise(req.query, visible, req.principal, facts, retrieved)
+        ranked = sorted(hits, key=lambda h: h.rank)
+        retrieved = tuple(dict.fromkeys(h.product_id for h in ranked))
+        evidence = {pid: " ".join(h.chunk.text for h in ranked if h.product_id == pid) for pid in retrieved}
+        found = recognise(req.query, visible, req.principal, facts, retrieved, evidence)
         if found is None:
             return None
         draft = _Draft(release_id)

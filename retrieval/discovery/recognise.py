@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from knowledge.catalog_search import QUESTION_WORDS
@@ -25,24 +26,28 @@ _WORD = re.compile(r"[a-z0-9]+")
 ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in {
     "which": r"\b(which|what)\s+(\w+\s+)?(product|data product|knowledge product|dataset|knowledge base)\b"
              r"|\bwhere\b.*\b(defined|definition|documented|published|written|kept|live|lives|find)\b"
+             r"|\bwhere (would|should|do|can|could|might) (i|we|one) (go|look|turn|start)\b"
              r"|\bwhat should i (read|use|look at|check)\b|\bshould i (use|read|look in|look at|check)\b",
     "purpose": r"\bwhat (does|do|is|'s)\b.*\b(cover|covers|contain|contains|hold|holds|include|includes|for|about)\b",
     "owner": r"\b(own|owns|owned|owner|owners|ownership|in charge|responsible|maintain|maintains|maintained|"
-             r"maintainer|look after|looks after|looking after|behind|belong|belongs|steward\w*|lead|leads)\b",
-    "contact": r"\b(contact|ping|talk to|speak to|reach|get in touch|email|message|whom)\b"
-               r"|\bwho (do|should|can) i (ask|go to)\b",
+             r"maintainer|look after|looks after|looking after|behind|belong|belongs|steward\w*|lead|leads)\b"
+             r"|\b(which|what) team\b|\bwho (runs|manages|curates|keeps)\b",
+    "contact": r"\b(contact|ping|talk to|speak to|reach|reach out to|get in touch|email|message|whom)\b"
+               r"|\bwho (do|should|can|would) (i|we) (ask|go to|bug|chase)\b|\bwho to (ask|go to)\b",
     "members": r"\b(members?|who else|who works)\b",
     "freshness": r"\b(fresh\w*|stale\w*|up[ -]?to[ -]?date|out[ -]?of[ -]?date|outdated|refresh\w*|how old|"
                  r"last (updated|changed|reviewed)|updated|reviews?|reviewed|looked over|how often)\b",
     "retention": r"\b(retain\w*|retention|kept|keep|hang on to|hold on to|old versions|archiv\w*)\b",
     "classification": r"\b(classif\w*|confidential|restricted|sensitiv\w*)\b",
-    "access": r"\b(who (can|may|is allowed to|gets to) (read|see|access)|allowed to|read access|access|"
-              r"(which|what) roles?|roles? (can|may|with|have)|permission\w*|can i (read|see|access|open|use)|"
-              r"am i allowed|may i (read|see))\b",
+    "access": r"\b(who (can|may|is allowed to|gets to|is able to) (read|see|access|look at|view|open)|allowed to|"
+              r"read access|access|(which|what) roles?|roles? (can|may|with|have)|permission\w*|"
+              r"can i (\w+ )?(read|see|access|open|use|look at|view)|am i allowed|may i (read|see))\b",
     "pii": r"\b(pii|personal (data|details|information|info)|customer details|redact\w*|scrub\w*|"
            r"anonymi[sz]\w*|masked|privacy)\b",
-    "domain": r"\bdomains?\b",
-    "version": r"\b(which|what|current|latest) version\b|\bversion\b.*\b(current|published|latest)\b",
+    "domain": r"\bdomains?\b|\b(which|what) (area|part) of the (business|company|org\w*)\b|\bfalls? under\b"
+              r"|\bbusiness area\b",
+    "version": r"\b(which|what|current|latest) (version|release)\b|\bversion\b.*\b(current|published|latest)\b"
+               r"|\b(version|release) (number|no)\b",
 }.items()}
 # A version question about what changed or what was before is about versions' content, not a fact.
 _HISTORY = re.compile(r"\b(chang\w*|differ\w*|before|between|compared?|since|history|previous|earlier)\b",
@@ -51,7 +56,8 @@ _HISTORY = re.compile(r"\b(chang\w*|differ\w*|before|between|compared?|since|his
 # Words that refer to a product as a thing in the catalog ("the shipping data", "the revenue stuff").
 PRODUCT_NOUNS = re.compile(
     r"\b(products?|data|datasets?|docs|documentation|documents|knowledge base|kb|handbook|rulebook|catalog|"
-    r"catalogue|stuff|numbers|figures|metrics?|kpis?|definitions?|reports?|reporting|wiki|runbooks?|guides?)\b",
+    r"catalogue|stuff|numbers|figures|metrics?|kpis?|definitions?|reports?|reporting|wiki|runbooks?|guides?|"
+    r"info|information|materials?|write-?ups?|pages?|content|knowledge)\b",
     re.IGNORECASE)
 # Questions about products in the plural: "which products…", "which of our data…", "list…", "how many…".
 PLURAL = re.compile(
@@ -59,13 +65,20 @@ PLURAL = re.compile(
     r"|\b(which|what) of (our|the|my|your) (data|stuff|products)\b|\bwhat (data|stuff) (is|are)\b"
     r"|\blist\b|\bhow many\b.*\bproducts\b|\bproducts (are|do|does|can|have)\b",
     re.IGNORECASE)
+# Wording that asks across products only together with a filter ("anything stale?", "is any of the data I can
+# see out of date?", "what confidential stuff is there?", "what can I read?"), and names no product.
+SOME = re.compile(
+    r"\banything\b|\bany of\b|\bany (data|datasets?|products?|docs|stuff)\b"
+    r"|\b(which|what)\s+(\w+\s+){0,2}?(data|stuff|docs|documentation|info|information|material|content|things)\b"
+    r"|\bwhat (can|may) (i|we) (\w+ )?(read|see|access|open|use)\s*(here|at all|in (the|our) (catalog|mesh))?\s*[?.!]*\s*$",
+    re.IGNORECASE)
 # "what does <team or person> own / look after", "which products does <team> own"
 _OWNER_AGGREGATE = re.compile(r"\b(what|which)\b", re.IGNORECASE)
 _WHO = re.compile(r"^\s*(who|whom|who's|whose)\b", re.IGNORECASE)
 _STALE = re.compile(r"\b(stale\w*|out[ -]?of[ -]?date|outdated|overdue|past (its|their) \w*\s*sla|not (up[ -]?to[ -]?"
                     r"date|fresh)|behind)\b", re.IGNORECASE)
 _FRESH = re.compile(r"\b(fresh|up[ -]?to[ -]?date|current)\b", re.IGNORECASE)
-_READABLE = re.compile(r"\b(can|may) i (read|see|access|open|use)\b|\bi (can|may) (read|see|access|open|use)\b|"
+_READABLE = re.compile(r"\b(can|may) i (\w+ )?(read|see|access|open|use)\b|\bi (can|may) (\w+ )?(read|see|access|open|use)\b|"
                        r"\bi have access\b|\bavailable to me\b|\bmy products\b", re.IGNORECASE)
 
 # Words that never link a product: question and function words, the cue words of every ask, product nouns.
@@ -78,20 +91,39 @@ _FUNCTION = frozenset(QUESTION_WORDS | {
     "often", "long", "old", "need", "needs", "must", "official", "currently", "right", "there", "here",
     "look", "looks", "looked", "over", "after", "knowledge", "base", "cover", "covers", "contain",
     "contains", "hold", "holds", "include", "includes", "find", "use", "read", "see", "open", "check",
+    "actually", "really", "anybody", "everyone", "everything", "anything", "something", "last", "under",
+    "stuff", "going", "learn", "want", "like", "would", "could", "ever", "yet", "already",
 })
+FUNCTION_WORDS = _FUNCTION
 
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+@lru_cache(maxsize=64)
+def _literals(pattern: re.Pattern[str]) -> frozenset[str]:
+    """The words a cue pattern spells out (not those its gaps, `.*` or `\\w+`, match)."""
+    return frozenset(w for w in re.findall(r"[a-z]+", re.sub(r"\\[a-zA-Z]", " ", pattern.pattern.lower()))
+                     if len(w) > 1)
+
+
 def _cue_words(question: str) -> set[str]:
-    """Words inside a cue match or a product noun: they say what is asked, never which product."""
+    """Words of a cue match or a product noun that the cue spells out: they say what is asked, never which
+    product (a word in a cue's gap, "where are the *support* runbooks kept", still links)."""
     out: set[str] = set()
-    for pattern in (*ASKS.values(), PRODUCT_NOUNS, PLURAL, _STALE, _FRESH, _READABLE):
+    for pattern in (*ASKS.values(), PRODUCT_NOUNS, PLURAL, SOME, _STALE, _FRESH, _READABLE):
+        spelled = _literals(pattern)
         for m in pattern.finditer(question):
-            out.update(_words(m.group(0)))
+            out.update(w for w in _words(m.group(0)) if w in spelled or any(
+                (len(s) >= 4 and w.startswith(s)) or (len(w) >= 4 and s.startswith(w) and len(s) - len(w) <= 1)
+                for s in spelled))
     return out
+
+
+def words(text: str) -> list[str]:
+    """The lower-cased words of a text."""
+    return _words(text)
 
 
 def _match(q: str, w: str) -> bool:
@@ -105,6 +137,9 @@ def _match(q: str, w: str) -> bool:
             break
         common += 1
     return common >= max(4, min(len(q), len(w)) - 3)
+
+
+same_word = _match
 
 
 @dataclass(frozen=True)
@@ -189,40 +224,61 @@ def _title_named(question: str, product: KnowledgeProduct) -> bool:
     return any(_match(q, w) for q in set(_words(question)) - cues - _FUNCTION for w in names if len(q) > 2)
 
 
+def _filters(question: str, asks: list[str], visible: Sequence[KnowledgeProduct], team: str | None,
+             person: Person | None, plural: bool) -> dict[str, str]:
+    """The filters an across-products question states: freshness, classification, readable by me, team or
+    person, domain."""
+    filters: dict[str, str] = {}
+    if _STALE.search(question):
+        filters["freshness"] = "stale"
+    elif "freshness" in asks and _FRESH.search(question):
+        filters["freshness"] = "fresh"
+    for c in CLASSIFICATIONS:
+        if re.search(rf"\b{c}\b", question, re.IGNORECASE):
+            filters["classification"] = c
+    if _READABLE.search(question):
+        filters["readable"] = "yes"
+    if team is not None and ("owner" in asks or plural):
+        filters["team"] = team
+    elif person is not None and ("owner" in asks or plural):
+        filters["owner"] = person.username
+    domains = sorted({p.domain for p in visible})
+    domain = next((d for d in domains if re.search(rf"\b{re.escape(d)}\b", question, re.IGNORECASE)), None)
+    if domain is not None and ("domain" in asks or "team" not in filters):
+        filters["domain"] = domain
+    return filters
+
+
+def _domain_phrase(question: str, visible: Sequence[KnowledgeProduct]) -> bool:
+    """"the finance domain", "the customer area": a domain named as a filter, not asked about."""
+    return any(re.search(rf"\b{re.escape(d)}\s+(domain|area|side)\b", question, re.IGNORECASE)
+               for d in {p.domain for p in visible})
+
+
 def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Principal, facts: CatalogFacts,
-              retrieved: Sequence[str] = ()) -> Recognised | None:
+              retrieved: Sequence[str] = (), evidence: Mapping[str, str] | None = None) -> Recognised | None:
     """What the question asks of the catalog, or None when it is not a discovery question. `visible`:
-    the products the principal may discover; `retrieved`: products of the retrieval hits, best first."""
+    the products the principal may discover; `retrieved`: products of the retrieval hits, best first;
+    `evidence`: the text of each retrieved product's hits (what retrieval found the question's words in)."""
     asks = asked(question)
     plural = bool(PLURAL.search(question))
     people = _people(visible)
     teams = sorted({p.team for p in visible})
     team = next((t for t in teams if _named(question, t)), None)
     person = next((pp for pp in people.values() if _person_named(question, pp)), None)
-    stale = _STALE.search(question)
+    by_id = {p.id: p for p in visible}
 
-    # Across products: plural wording, or "what does <team / person> own".
+    # Across products: plural wording, "what does <team / person> own", or wording such as "anything" /
+    # "what … stuff" with a filter and no product named.
     owner_aggregate = ("owner" in asks and (team or person) is not None and _OWNER_AGGREGATE.search(question)
                        and not _WHO.search(question))
+    filters = _filters(question, asks, visible, team, person, plural)
+    some = bool(SOME.search(question) or (_domain_phrase(question, visible) and _OWNER_AGGREGATE.search(question)))
+    stated = {"freshness", "classification", "readable"} & set(filters) or (
+        "domain" in filters and _domain_phrase(question, visible))
+    if not (plural or owner_aggregate) and some and stated and not any(_title_named(question, p) for p in visible):
+        plural = True
     if plural or owner_aggregate:
-        filters: dict[str, str] = {}
-        if stale:
-            filters["freshness"] = "stale"
-        elif "freshness" in asks and _FRESH.search(question):
-            filters["freshness"] = "fresh"
-        for c in CLASSIFICATIONS:
-            if re.search(rf"\b{c}\b", question, re.IGNORECASE):
-                filters["classification"] = c
-        if _READABLE.search(question):
-            filters["readable"] = "yes"
-        if team is not None and ("owner" in asks or plural):
-            filters["team"] = team
-        elif person is not None and ("owner" in asks or plural):
-            filters["owner"] = person.username
-        domains = sorted({p.domain for p in visible})
-        domain = next((d for d in domains if re.search(rf"\b{re.escape(d)}\b", question, re.IGNORECASE)), None)
-        if domain is not None and ("domain" in asks or "team" not in filters):
-            filters["domain"] = domain
         # A domain, team or person the question names but no visible product has: answered as for a
         # name that does not exist (by the answerer), so a hidden product's names are no oracle.
         if "domain" in asks and "domain" not in filters:
@@ -247,22 +303,40 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
             return Recognised(asks=tuple(a for a in asks if a != "which") or ("owner",), products=owned,
                               linked_by="owner")
     linked = link_products(question, visible, principal, facts)
-    by_id = {p.id: p for p in visible}
     noun = bool(PRODUCT_NOUNS.search(question))
     if "which" in asks:
-        if not (linked or retrieved):
+        # "Which product covers X": where retrieval found X is evidence too, but with no catalog link only a
+        # product whose hits hold every topic word of the question answers it.
+        ranking = list(retrieved) if linked else [
+            pid for pid in retrieved if pid in by_id and _covers(question, by_id[pid], principal, facts, evidence)]
+        if not (linked or ranking):
             return None
-        chosen, how = _fused(linked, retrieved)
+        chosen, how = _fused(linked, ranking)
         rest = tuple(a for a in asks if a != "which")
         return Recognised(asks=("which", *rest), products=chosen, linked_by=how)
     if not linked:
-        if noun and retrieved:
-            return Recognised(asks=tuple(asks), products=(retrieved[0],), linked_by="retrieval")
+        # A fact of one product needs the product named in the catalog's own words: that retrieval found the
+        # question's words in a product's documents does not make it the product the question means.
         return None
     chosen = _best(linked, retrieved)
-    if not (noun or any(_title_named(question, by_id[pid]) for pid in chosen)):
+    # "who do I ping about X": whom to contact about a topic is the catalog's answer, product noun or not.
+    if not (noun or "contact" in asks or any(_title_named(question, by_id[pid]) for pid in chosen)):
         return None
     return Recognised(asks=tuple(asks), products=chosen, linked_by="catalog")
+
+
+def _covers(question: str, product: KnowledgeProduct, principal: Principal, facts: CatalogFacts,
+            evidence: Mapping[str, str] | None) -> bool:
+    """Does every topic word of the question (no cue, function or product-noun word) occur in what the
+    principal may see of the product: its catalog vocabulary, or the text of its hits?"""
+    cues = _cue_words(_WHERE.sub(" ", question))
+    terms = [w for w in dict.fromkeys(_words(_WHERE.sub(" ", question)))
+             if w not in _FUNCTION and w not in cues and len(w) > 2]
+    if not terms:
+        return False
+    vocab = set((facts.vocab_read if principal.can_read(product) else facts.vocab_facts)[product.id])
+    vocab |= set(_words((evidence or {}).get(product.id, "")))
+    return all(any(_match(t, w) for w in vocab) for t in terms)
 
 
 def _fused(linked: list[tuple[float, str]], retrieved: Sequence[str]) -> tuple[tuple[str, ...], str]:

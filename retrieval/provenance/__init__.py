@@ -9,7 +9,10 @@ so each record commits to the whole chain before it. A head anchor (seq, request
 record) is moved onto the last record in the same transaction as the appends (a trigger refuses any
 other move), and appends chain from the anchor, not from the last row. Appends that arrive while a commit
 is in flight share the next transaction (retrieval/group_commit.py); each caller returns only once its
-own record has committed. `verify()` therefore detects an edited record (its content no longer matches
+own record has committed. Appends from several processes (API workers on one SQLite file, replicas on one
+PostgreSQL schema) take turns on the anchor, which each transaction locks before reading it (SQLite's
+BEGIN IMMEDIATE, PostgreSQL's SELECT … FOR UPDATE): one chain, no gap, no duplicate seq
+(tests/shared/test_provenance_concurrency.py). `verify()` therefore detects an edited record (its content no longer matches
 its hash), an edited-and-rehashed or reordered record (the next record's prev_hash no longer matches),
 deleted records (a seq gap, naming the deleted record's request id from the record after it) and a
 truncated tail (the log ends before the anchor). Triggers refuse UPDATE and DELETE, so accidents fail

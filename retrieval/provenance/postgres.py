@@ -69,9 +69,17 @@ class PgProvenanceLog(SqlProvenanceLog):
         self._label = f"schema {schema!r} at {self._where}"
 
     def _set_up(self) -> None:
-        with self._transaction() as conn:
-            for statement in _DDL:
-                conn.execute(self._sql(statement))
+        for attempt in range(3):
+            try:
+                with self._transaction() as conn:
+                    for statement in _DDL:
+                        conn.execute(self._sql(statement))
+                return
+            except psycopg.errors.UniqueViolation:
+                # The schema was created at the same moment by another part (the vector store, a replica's
+                # other tables) under its own lock: it exists now, so the next try goes through.
+                if attempt == 2:
+                    raise
 
     def _reading(self) -> AbstractContextManager[psycopg.Connection]:
         return self._transaction()

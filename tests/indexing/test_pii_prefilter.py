@@ -3,8 +3,6 @@ run the analyzer itself on such text, so the shortcut cannot hide a finding the 
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from indexing.pii import _PATTERN_CHARS, _PRESIDIO_ENTITIES, THRESHOLDS, PiiScanner

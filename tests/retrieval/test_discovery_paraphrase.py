@@ -1,0 +1,118 @@
+"""The discovery recogniser on the ways people ask (written for the recogniser's rules, in words of our own,
+not taken from any golden set): cue words inside a cue's gap still link a product, whom-to-contact
+questions about a topic, more cue wordings, aggregations said as "anything / what … stuff / what can I
+read", topic words that no product covers, and a pinned (older-version) search left to the version stage."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from knowledge.catalog import Catalog
+from knowledge.model import Principal
+from knowledge.settings import SAMPLE_MESH
+from retrieval.discovery import CatalogFacts, DiscoveryAnswerer, recognise
+from retrieval.types import SearchRequest
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+ROLES = {"anonymous": frozenset(), "employee": frozenset({"employee"}), "analyst": frozenset({"analyst"}),
+         "people-partner": frozenset({"people-partner"}), "support-agent": frozenset({"support-agent"})}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load([SAMPLE_MESH])
+
+
+@pytest.fixture(scope="module")
+def facts(catalog: Catalog) -> CatalogFacts:
+    return CatalogFacts.of(catalog)
+
+
+def who(role: str) -> Principal:
+    return Principal(id=f"test-{role}", roles=ROLES[role])
+
+
+def _recognise(catalog, facts, question, role="analyst", retrieved=(), evidence=None):
+    principal = who(role)
+    visible = [p for p in catalog if principal.can_discover(p)]
+    return recognise(question, visible, principal, facts, retrieved, evidence)
+
+
+@pytest.mark.parametrize("question,role,ask,product", [
+    # a word in a cue's gap ("where … kept") names the product
+    ("where are the support macros and scripts kept?", "analyst", "which", "customer.support-knowledge"),
+    # whom to contact about a topic: no product noun needed
+    ("who do I bug about refund approvals?", "analyst", "contact", "customer.support-knowledge"),
+    ("who should we talk to about gross margin?", "analyst", "contact", "finance.revenue-reporting"),
+    ("who should I chase about pay bands?", "employee", "contact", "people.compensation-handbook"),
+    ("which team is the roasting stuff part of?", "analyst", "owner", "operations.fulfilment-ops"),
+    ("who runs the mesh handbook?", "anonymous", "owner", "platform.mesh-handbook"),
+    ("who gets to look at the churn definitions?", "employee", "access", "customer.subscription-metrics"),
+    ("which part of the business does the revenue reporting product fall under?", "analyst", "domain",
+     "finance.revenue-reporting"),
+    ("what release number is the support KB on?", "support-agent", "version", "customer.support-knowledge"),
+    ("is anything in the fulfilment docs stale?", "analyst", "freshness", "operations.fulfilment-ops"),
+])
+def test_one_product_in_other_words(catalog, facts, question, role, ask, product):
+    found = _recognise(catalog, facts, question, role)
+    assert found is not None, question
+    assert not found.aggregate and ask in found.asks and found.products == (product,), found
+
+
+@pytest.mark.parametrize("question,role,filters", [
+    ("anything out of date?", "analyst", {"freshness": "stale"}),
+    ("what restricted stuff is there?", "people-partner", {"classification": "restricted"}),
+    ("what can I see here?", "anonymous", {"readable": "yes"}),
+    ("is any of the data I may read stale?", "employee", {"freshness": "stale", "readable": "yes"}),
+    ("what's in the people domain?", "people-partner", {"domain": "people"}),
+])
+def test_aggregations_said_without_a_plural(catalog, facts, question, role, filters):
+    found = _recognise(catalog, facts, question, role)
+    assert found is not None and found.aggregate, question
+    assert found.filters == filters
+
+
+def test_a_domain_only_a_hidden_product_has_is_no_oracle(catalog, facts):
+    # An analyst may not discover the compensation handbook, the only product of the people domain.
+    assert _recognise(catalog, facts, "what's in the people domain?", "analyst") is None
+
+
+@pytest.mark.parametrize("question", [
+    "what can I read about churn definitions?",  # "what can I read" asks for products only on its own
+    "what confidential data is in the support knowledge base?",  # a product named: its classification
+])
+def test_filter_words_beside_a_named_topic_are_no_aggregation(catalog, facts, question):
+    found = _recognise(catalog, facts, question)
+    assert found is None or not found.aggregate
+
+
+def test_a_fact_question_about_an_uncatalogued_topic_is_left_to_the_answerer(catalog, facts):
+    # Retrieval ranks some product first for any question; that does not make it the product meant.
+    for question in ("who owns the loyalty points dataset?", "is the espresso grinder data up to date?"):
+        assert _recognise(catalog, facts, question, retrieved=("customer.subscription-metrics",),
+                          evidence={"customer.subscription-metrics": "loyalty points espresso grinder"}) is None
+
+
+def test_which_product_by_retrieval_alone_needs_every_topic_word_in_its_hits(catalog, facts):
+    question = "which dataset has carton sealing tape?"
+    retrieved = ("operations.fulfilment-ops", "platform.mesh-handbook")
+    assert _recognise(catalog, facts, question, retrieved=retrieved,
+                      evidence={"operations.fulfilment-ops": "pallets are wrapped and sealed"}) is None
+    found = _recognise(catalog, facts, question, retrieved=retrieved,
+                       evidence={"operations.fulfilment-ops": "each carton gets sealing tape at pack-out"})
+    assert found is not None and found.products == ("operations.fulfilment-ops",) and found.linked_by == "retrieval"
+
+
+def test_a_search_pinned_to_an_older_version_is_not_answered_with_todays_facts(catalog, sample_chunks, make_hits):
+    stage = DiscoveryAnswerer(lambda: catalog)
+    product = catalog.products["customer.subscription-metrics"]
+    chunks = sample_chunks(product.id, "metrics/churn-rate.md")[:3]
+    req = SearchRequest(query="who owns the churn definitions?", principal=who("analyst"))
+    old = [replace(h, product_version="1.0.0") for h in make_hits(chunks)]
+    assert stage.answer(req, old, "rel-test", now=NOW) is None
+    current = [replace(h, product_version=product.version) for h in old]
+    answer = stage.answer(req, current, "rel-test", now=NOW)
+    assert answer is not None and product.owner.name in answer.text

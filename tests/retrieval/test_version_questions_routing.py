@@ -1,0 +1,157 @@
+"""The version cues and routing beyond "v1" / "before July" (retrieval/version_cues.py), and the version
+stage's own answers over the sample mesh (retrieval/version_questions.py): what an older version said,
+"what changed" without named versions, and a version that does not exist."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from indexing.releases import ProductEntry, Release
+from indexing.types import Embedder
+from knowledge.model import Principal
+from knowledge.settings import SAMPLE_MESH
+from retrieval.service import MeshService
+from retrieval.serving import ServingContext
+from retrieval.settings import RetrievalSettings
+from retrieval.version_cues import (
+    RULE_WORDS,
+    asks_change,
+    change_pair,
+    cue_version,
+    detect_cue,
+    missing_numbers,
+)
+from retrieval.versions import version_index
+
+PRODUCT = "customer.subscription-metrics"
+ANALYST = Principal("version-routing-test", frozenset({"analyst"}))
+TODAY = date(2026, 12, 6)
+
+
+def _entry(version: str, since: str | None = None) -> ProductEntry:
+    return ProductEntry(PRODUCT, version, "customer", "internal", f"cv-{version}", f"ev-{version}", {}, 1, since)
+
+
+@pytest.fixture(scope="module")
+def three():
+    """Versions 1.0.0 (undated), 1.5.0 (from 2025-06-01) and 2.0.0 (current, from 2026-07-01)."""
+    release = Release("rel-a", "2026-12-01T00:00:00+00:00", "faiss", "m",
+                      {PRODUCT: _entry("2.0.0", "2026-07-01T00:00:00+00:00")},
+                      kept={PRODUCT: {"1.0.0": _entry("1.0.0"), "1.5.0": _entry("1.5.0", "2025-06-01T00:00:00+00:00")}})
+    return version_index(release, [])[PRODUCT]
+
+
+@pytest.mark.parametrize("question,version", [
+    ("what did the first version say about pauses?", "1.0.0"),
+    ("how was churn defined in the second release?", "1.5.0"),
+    ("what was churn before v2?", "1.5.0"),
+    ("how did churn work pre-2.0?", "1.5.0"),
+    ("in the old churn rule, how were pauses handled?", "1.5.0"),
+    ("how was churn counted before the last version?", "1.5.0"),
+    ("how was churn counted before?", "1.5.0"),
+    ("how did we count churn originally?", "1.0.0"),
+    ("how was churn measured last year?", "1.5.0"),  # 2025-12-31
+    ("what did churn mean in Q1 2025?", "1.0.0"),  # 2025-03-31, before 1.5.0
+    ("how is churn counted this year?", "2.0.0"),
+])
+def test_cues_select_a_version(three, question, version):
+    cue = detect_cue(question, 2026, TODAY)
+    assert cue is not None, question
+    chosen = cue_version(cue, three)
+    assert chosen is not None and chosen.version == version, (question, cue)
+
+
+@pytest.mark.parametrize("question", [
+    "How old is the rule?",
+    "what happens before the last retry?",
+    "how is churn counted for 2000 subscribers?",
+    "which subscribers are in the first month of a subscription?",
+    "what on-time target was the new site held to at first?",
+])
+def test_wording_that_is_no_version_cue(question):
+    assert detect_cue(question, 2026, TODAY) is None
+
+
+def test_a_time_the_data_is_asked_about_is_told_from_a_rule_asked_about():
+    data, rule = "what was our churn rate in Q2 2026?", "how were pauses treated in Q2 2026?"
+    assert detect_cue(data, 2026, TODAY).during and detect_cue(rule, 2026, TODAY).during
+    assert not RULE_WORDS.search(data) and RULE_WORDS.search(rule)
+
+
+@pytest.mark.parametrize("question,default,pair", [
+    ("diff between the first and second version of the churn metric?", False, ("1.0.0", "1.5.0")),
+    ("compare churn in v1.0 vs v2", False, ("1.0.0", "2.0.0")),
+    ("what's new since version 1.5?", False, ("1.5.0", "2.0.0")),
+    ("how does the old churn rule differ from today's?", False, ("1.5.0", "2.0.0")),
+    ("what changed in how we count churn?", False, None),
+    ("what changed in how we count churn?", True, ("1.5.0", "2.0.0")),
+    ("compare churn for Columbus-served and Reno-served subscribers", True, None),  # two things, not two times
+])
+def test_change_pairs(three, question, default, pair):
+    assert asks_change(question)
+    found = change_pair(question, three, default=default)
+    assert (None if found is None else (found[0].version, found[1].version)) == pair
+
+
+def test_versions_that_do_not_exist_are_named(three):
+    assert missing_numbers("what did version 3 say?", three) == ("3",)
+    assert missing_numbers("diff between the first and fifth version", three) == ()  # "fifth": no ordinal cue
+    assert missing_numbers("what did version 1.5 say?", three) == ()
+
+
+# ------------------------------------------------------------------------------- the sample mesh
+@pytest.fixture(scope="module")
+def service(sample_index: Path, minilm: Embedder, tmp_path_factory: pytest.TempPathFactory) -> MeshService:
+    data_dir = tmp_path_factory.mktemp("version-routing") / "data"
+    shutil.copytree(sample_index, data_dir)  # this module writes provenance records
+    settings = RetrievalSettings(data_dir=data_dir, mesh_roots=[SAMPLE_MESH])
+    svc = MeshService(settings, context=ServingContext(settings, embedder=minilm))
+    svc.warm_up()
+    return svc
+
+
+def _ask(service: MeshService, question: str):
+    return service.ask(service.limits.search_request(ANALYST, question)).answer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["How did the old churn rule treat a bounced card payment?",
+                                      "back in May, how were long pauses counted in churn?"])
+def test_a_question_about_the_old_rule_is_answered_with_what_that_version_said(service: MeshService, question):
+    answer = _ask(service, question)
+    assert answer.outcome == "answered" and answer.answerer.startswith("meshrag.versions.pinned@"), answer.text
+    assert answer.decision["version"] == "1.0.0" and answer.decision["compared_with"] == "2.0.0"
+    assert {c.product_version for c in answer.citations} == {"1.0.0"}
+    assert "in effect until 2026-06-30" in answer.sentences[0].text
+    # the old definition leads; every quote is the cited v1 chunk's own text
+    assert "cancelled during that month" in answer.sentences[1].text
+    by_marker = {c.marker: c for c in answer.citations}
+    for sentence in answer.sentences[1:]:
+        quote = sentence.text.split('"', 1)[1].rsplit('"', 1)[0]
+        cited = " ".join(" ".join(by_marker[m].text for m in sentence.markers).replace("**", "").replace("`", "").split())
+        assert sentence.markers and all(part.strip(" |") in cited for part in quote.split(": ", 1)[-1].split("; "))
+
+
+@pytest.mark.slow
+def test_what_changed_without_named_versions_compares_the_previous_and_current(service: MeshService):
+    answer = _ask(service, "what changed in the way churn gets calculated?")
+    assert answer.decision.get("rule") == "version-diff", answer.text
+    assert (answer.decision["from"], answer.decision["to"]) == ("1.0.0", "2.0.0")
+    assert {c.product_version for c in answer.citations} == {"1.0.0", "2.0.0"}
+
+
+@pytest.mark.slow
+def test_a_version_that_does_not_exist_is_an_abstention_naming_those_that_do(service: MeshService):
+    answer = _ask(service, "what did the churn rate page say in version 7?")
+    assert answer.outcome == "abstained" and not answer.citations
+    assert "no version 7" in answer.text and "1.0.0" in answer.text and "2.0.0" in answer.text
+
+
+@pytest.mark.slow
+def test_a_pinned_question_with_no_topic_word_in_that_version_is_left_to_the_answerer(service: MeshService):
+    answer = _ask(service, "under v1, what was the espresso machine warranty?")
+    assert not answer.answerer.startswith("meshrag.versions.pinned@")
