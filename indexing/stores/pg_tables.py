@@ -33,13 +33,14 @@ class PgTables:
     starting together do not race."""
 
     def __init__(self, dsn: str | Callable[[], str], schema: str, ddl: Sequence[str], *, what: str,
-                 connect_timeout: int = 5, max_idle: int = 4) -> None:
+                 application_name: str = "meshrag", connect_timeout: int = 5, max_idle: int = 4) -> None:
         if not schema or len(schema) > 63:
             raise ConfigError(f"schema name {schema!r} must have 1 to 63 characters")
         self.schema = schema
         self.what = what
         self._dsn = dsn
         self._ddl = tuple(ddl)
+        self.application_name = application_name
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle
         self._idle: list[psycopg.Connection] = []
@@ -85,6 +86,36 @@ class PgTables:
         self.warm_up()
         return self._run(work, transaction=transaction)
 
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """One transaction on a pooled connection, for work that cannot simply be run again (it yields once):
+        an idle connection is checked with an empty statement before it is handed out."""
+        self.warm_up()
+        while True:
+            conn, reused = self._checkout()
+            if not reused:
+                break
+            try:
+                conn.execute("")
+                break
+            except psycopg.Error:
+                conn.close()
+                self.close()  # the others most likely died with it (a server restart)
+        try:
+            with self.errors(), conn.transaction():
+                yield conn
+        finally:
+            self._checkin(conn)
+
+    def connect(self) -> psycopg.Connection:
+        """A new autocommit connection of the caller's own (it closes it): e.g. for session-level locks."""
+        with self.errors():
+            dsn = self._dsn() if callable(self._dsn) else self._dsn
+            params = conninfo_to_dict(dsn)
+            self.where = f"{params.get('host', 'localhost')}/{params.get('dbname', '')}"  # never the password
+            return psycopg.connect(dsn, autocommit=True, connect_timeout=self._connect_timeout,
+                                   application_name=self.application_name)
+
     def close(self) -> None:
         """Close idle connections; the tables stay usable and reconnect on the next call."""
         with self._lock:
@@ -96,7 +127,7 @@ class PgTables:
         for attempt in (1, 2):
             conn, reused = self._checkout()
             try:
-                with self._mapped():
+                with self.errors():
                     if not transaction:
                         result = work(conn)
                     else:
@@ -119,11 +150,7 @@ class PgTables:
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        with self._mapped():
-            dsn = self._dsn() if callable(self._dsn) else self._dsn
-            params = conninfo_to_dict(dsn)
-            self.where = f"{params.get('host', 'localhost')}/{params.get('dbname', '')}"  # never the password
-            return psycopg.connect(dsn, autocommit=True, connect_timeout=self._connect_timeout), False
+        return self.connect(), False
 
     def _checkin(self, conn: psycopg.Connection) -> None:
         healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
@@ -134,7 +161,8 @@ class PgTables:
         conn.close()
 
     @contextmanager
-    def _mapped(self) -> Iterator[None]:
+    def errors(self) -> Iterator[None]:
+        """psycopg's operational failures (connection lost, server gone) as StoreUnavailable."""
         try:
             yield
         except psycopg.OperationalError as exc:
