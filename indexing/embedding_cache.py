@@ -19,6 +19,7 @@ from typing import Protocol, Self
 
 import numpy as np
 
+from indexing.sqlite_wal import connect_wal
 from indexing.types import Embedder
 from knowledge.errors import ConfigError
 
@@ -94,10 +95,7 @@ class EmbeddingCache:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA busy_timeout=30000")
+                conn = connect_wal(self.path, busy_timeout_s=30.0, synchronous="NORMAL")
                 self._migrate(conn)
             except sqlite3.DatabaseError as exc:
                 raise ConfigError(

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.ratelimit import DAY_S, Bucket, Decision, RatePolicy
 from api.web.session import WebSession
+from indexing.sqlite_wal import connect_wal
 from knowledge.errors import ConfigError, StoreUnavailable
 
 BUSY_TIMEOUT_MS = 5_000
@@ -75,17 +76,32 @@ class SqliteState:
             return self._conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # limits and sessions need not survive a power cut
-            _migrate(conn, self.path)
+            conn = _open(self.path)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise _damaged(self.path, exc) from exc
+            raise StoreUnavailable(f"the API state file {self.path} is unavailable ({exc}); "
+                                   "retry in a few seconds") from exc
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"the API state file {self.path} cannot be opened ({exc}); stop the "
-                              "server, delete the file (it holds only web sessions and rate-limit "
-                              "counters) and start again") from exc
+            raise _damaged(self.path, exc) from exc
         self._conn = conn
         return conn
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    # Limits and sessions need not survive a power cut: synchronous=NORMAL.
+    conn = connect_wal(path, busy_timeout_s=BUSY_TIMEOUT_MS / 1000, synchronous="NORMAL")
+    try:
+        _migrate(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> ConfigError:
+    return ConfigError(f"the API state file {path} cannot be opened ({exc}); stop the server, delete the file "
+                       "(it holds only web sessions and rate-limit counters) and start again")
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from indexing.sqlite_wal import connect_wal
 from knowledge.errors import ConfigError, ProvenanceCorrupt, StoreUnavailable
 from retrieval.provenance.chain import GENESIS_HASH, Head, canonical_json
 from retrieval.provenance.storage import APPEND_ONLY, SqlProvenanceLog
@@ -66,32 +66,12 @@ class SqliteProvenanceLog(SqlProvenanceLog):
         if not self._create and not self.path.exists():
             raise self._missing()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Opening the file while another process creates it, switches it to WAL or closes the last connection
-        # (checkpointing) can report "database is locked" at once, without waiting for the busy timeout: the
-        # set-up is retried until that timeout instead (seen with several workers starting together).
-        deadline = time.monotonic() + self._busy_timeout_s
-        pause = 0.01
-        while True:
-            try:
-                with self._errors():
-                    self._conn = self._open()
-                return
-            except StoreUnavailable as exc:
-                locked = isinstance(exc.__cause__, sqlite3.OperationalError) and "locked" in str(exc.__cause__)
-                if not locked or time.monotonic() + pause > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+        with self._errors():
+            self._conn = self._open()
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
-                               check_same_thread=False)
+        conn = connect_wal(self.path, busy_timeout_s=self._busy_timeout_s)  # retries a lock at open: see there
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreUnavailable(f"{self.path} cannot use write-ahead logging (journal mode "
-                                       f"{mode}); put the data dir on a local file system")
-            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
             for statement in _DDL:
                 conn.execute(statement)
