@@ -43,6 +43,10 @@ from retrieval.versions import ProductVersion, version_index
 
 MAX_CACHED_VERSIONS = 512  # chunk versions kept in memory (a release holds one per product)
 ALIAS_RECHECK_S = 1.0  # shared mode: the oldest a request may find the alias and the catalog snapshot
+# The oldest a request may find the catalog (an access change in a contract included): descriptors and
+# contracts are stat'ed at most this often (one stat per file and folder; a request reads the catalog several
+# times, so checking on every read was a measurable part of an ask).
+MESH_RECHECK_S = 0.1
 
 @dataclass(frozen=True)
 class LoadedChunkVersion:
@@ -75,6 +79,7 @@ class ServingContext:
         self._catalog = catalog
         self._catalog_pinned = catalog is not None  # a catalog passed in is the caller's to refresh
         self._catalog_stamp: MeshStamp | None = None
+        self._mesh_checked_at = -MESH_RECHECK_S  # time.monotonic() of the last stat check
         self._catalog_reported: Catalog | None = None  # the catalog whose problems were last logged
         self._catalog_seen: set[str] = set()  # releases whose products were looked up in the catalog
         self._reranker: CrossEncoderReranker | None = None
@@ -166,15 +171,15 @@ class ServingContext:
     # -------------------------------------------------------------------------------------- catalog
     @property
     def catalog(self) -> Catalog:
-        """The catalog as of now: reloaded when any descriptor or contract under the mesh roots was
-        added, removed or changed (valid or not). A product whose files stop validating keeps its last
+        """The catalog as of now (at most MESH_RECHECK_S old): reloaded when any descriptor or contract
+        under the mesh roots was added, removed or changed (valid or not). A product whose files stop validating keeps its last
         valid version serving, marked invalid; its problem is logged once, when first seen."""
         self.require_warm()
         catalog = self._catalog
         assert catalog is not None
         if not self._catalog_pinned and self._shared is not None:
             self._shared_head()  # a new snapshot is laid out here, and the stat check below sees it
-        if not self._catalog_pinned and not mesh_unchanged(self._catalog_stamp or ()):
+        if not self._catalog_pinned and self._mesh_check_due() and not mesh_unchanged(self._catalog_stamp or ()):
             catalog = self._reload_catalog(catalog)
         if catalog is not self._catalog_reported:
             with self._lock:
@@ -182,6 +187,14 @@ class ServingContext:
                     log_problem_changes(self._catalog_reported, catalog)
                     self._catalog_reported = catalog
         return catalog
+
+    def _mesh_check_due(self) -> bool:
+        """True at most once per MESH_RECHECK_S (two threads racing may both check: harmless)."""
+        now = time.monotonic()
+        if now - self._mesh_checked_at < MESH_RECHECK_S:
+            return False
+        self._mesh_checked_at = now
+        return True
 
     def catalog_for(self, release: Release) -> Catalog:
         """The current catalog, reloaded once per release that serves a product it does not know yet

@@ -77,13 +77,13 @@ async def ask(
         principal, body.question, k=body.k, release=body.release, products=body.products,
         domains=body.domains, classifications=body.classifications, as_of=body.as_of)
     stages = service.pipeline.stages(req, record_id)
-    # Retrieval runs before the response starts, so its errors are ordinary HTTP errors.
-    retrieved = await run_in_threadpool(next, stages)
-    assert isinstance(retrieved, Retrieved)
-    if not body.stream:
+    if not body.stream:  # every stage in one worker-thread hop
         result = await run_in_threadpool(finish, stages)
         metrics.observe_ask("ask", result)
         return AskResponse.of(result)
+    # Retrieval runs before the response starts, so its errors are ordinary HTTP errors.
+    retrieved = await run_in_threadpool(next, stages)
+    assert isinstance(retrieved, Retrieved)
     return EventSourceResponse(ask_events(stages, retrieved, metrics), sep="\n")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 
@@ -9,7 +11,7 @@ from indexing.releases import ReleaseRegistry
 from knowledge.errors import ConfigError, ProductNotFound, ReleaseNotFound
 from knowledge.model import Principal
 from retrieval.searcher import MeshSearcher
-from retrieval.serving import ServingContext
+from retrieval.serving import MESH_RECHECK_S, ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import SearchRequest
 from tests.retrieval.conftest import INTERNAL, PUBLIC, RESTRICTED, SmallMesh
@@ -132,6 +134,7 @@ def test_contract_change_takes_effect_without_restart(small_mesh: SmallMesh):
     contract = yaml.safe_load(path.read_text())
     contract["roles"] = [{"role": "employee", "access": "read"}]
     path.write_text(yaml.safe_dump(contract, sort_keys=False))
+    time.sleep(MESH_RECHECK_S)  # the catalog is re-checked at most this often
     result = ask(searcher, "carrier pickup", ANALYST, k=EVERYTHING)
     assert INTERNAL not in result.params["products_searched"]
     assert INTERNAL not in {h.product_id for h in result.hits}

@@ -9,8 +9,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from indexing.shared_index import index_lock_key
 from indexing.stores.pgvector_store import PgVectorStore
 from indexing.types import Embedder
 from tests.conftest import PgSchema
+from tests.polling import poll_until
 from tests.retrieval.conftest import INTERNAL, PUBLIC, RESTRICTED
 from tests.shared.conftest import append_to_doc, write_tiny_mesh
 
@@ -34,15 +34,6 @@ pytestmark = [pytest.mark.pg, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_BOUND_S = 600.0  # a subprocess run (imports, MiniLM, indexing) on a busy machine: generous, not measured
-
-
-def poll_until(check: Callable[[], bool], bound_s: float) -> bool:
-    deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
 
 
 @dataclass
@@ -127,7 +118,7 @@ def test_runs_of_different_products_at_once_both_land_in_the_release(mesh: Mesh)
     with alias_held(mesh.pg):
         runs = [mesh.start("--product", PUBLIC), mesh.start("--product", INTERNAL)]  # one data dir, as on one host
         assert poll_until(lambda: mesh.backends_waiting_for_a_lock() == 2 or any(r.proc.poll() is not None
-                                                                                   for r in runs), RUN_BOUND_S)
+                                                                                   for r in runs), RUN_BOUND_S, 0.2)
         assert all(r.proc.poll() is None for r in runs), [r.err()[-2000:] for r in runs]
         assert mesh.current() == before
     public, internal = (r.finish() for r in runs)
@@ -160,7 +151,7 @@ def test_the_same_product_twice_waits_or_refuses_and_ends_consistent(mesh: Mesh)
 
         waiting = mesh.start("--product", PUBLIC, data_dir="host-b")
         assert poll_until(lambda: "waiting for another index run" in waiting.err() or waiting.proc.poll() is not None,
-                          RUN_BOUND_S)
+                          RUN_BOUND_S, 0.2)
         assert waiting.proc.poll() is None, waiting.err()
         assert f"waiting for another index run of {PUBLIC} (the test's run" in waiting.err()
         assert mesh.current() == before  # nothing moved while it waited

@@ -5,7 +5,6 @@ changes within seconds, and reports a lost server as StoreUnavailable (real Mini
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from retrieval.serving import ALIAS_RECHECK_S, ServingContext
 from retrieval.settings import RetrievalSettings
 from retrieval.types import SearchRequest
 from tests.conftest import PgSchema
+from tests.polling import poll_until
 from tests.retrieval.conftest import INTERNAL, PUBLIC, RESTRICTED
 from tests.shared.conftest import SharedPg, append_to_doc, write_tiny_mesh
 
@@ -42,15 +42,6 @@ BOUND_S = 5.0  # the issue's bound for a publish to reach a replica
 READS_ALL = Principal("auditor", frozenset({"everyone", "employee", "people-partner"}))
 QUERIES = ("What do I do when the carrier misses the pickup?", "Who answers reader questions?",
            "How is the bonus pool funded?")
-
-
-def poll_until(check: Callable[[], bool], bound_s: float = BOUND_S) -> bool:
-    deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def view(searcher: MeshSearcher, query: str, **kw: Any) -> tuple[Any, ...]:
@@ -132,14 +123,14 @@ def test_a_publish_and_a_rollback_reach_a_running_replica_within_seconds(deploym
     report = deployment.index(PUBLIC)
     assert report.published and report.release_id != before and report.previous_release == before
 
-    assert poll_until(lambda: replica.context.release().id == report.release_id)
+    assert poll_until(lambda: replica.context.release().id == report.release_id, BOUND_S)
     now = replica.search(SearchRequest(query="When does the ocelot freeze window start?", principal=READS_ALL, k=3))
     assert "ocelot" in now.hits[0].chunk.text and now.release_id == report.release_id
     # A request may still pin the earlier release.
     assert view(replica, "When does the ocelot freeze window start?", release=before) == old_view
 
     release_registry(replica.context.settings).rollback()
-    assert poll_until(lambda: replica.context.release().id == before)
+    assert poll_until(lambda: replica.context.release().id == before, BOUND_S)
     assert view(replica, "When does the ocelot freeze window start?") == old_view
 
 
@@ -151,7 +142,7 @@ def test_contract_changes_reach_replicas_by_running_index(deployment: Deployment
     (folder / "contract.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
     assert "contractor" not in replica.context.catalog.products[INTERNAL].read_roles
     deployment.index(INTERNAL)
-    assert poll_until(lambda: "contractor" in replica.context.catalog.products[INTERNAL].read_roles)
+    assert poll_until(lambda: "contractor" in replica.context.catalog.products[INTERNAL].read_roles, BOUND_S)
 
     # A contract that stops validating: its product is blocked at indexing, and replicas keep serving the
     # last valid version, marked with the problem (as a FAISS-mode server does with its mesh roots).
@@ -159,7 +150,7 @@ def test_contract_changes_reach_replicas_by_running_index(deployment: Deployment
     public.write_text(public.read_text().replace("apiVersion: v3.1.0", "apiVersion: v9"))
     report = deployment.index(PUBLIC)
     assert [p.product_id for p in report.blocked] == [PUBLIC]
-    assert poll_until(lambda: replica.context.catalog.products[PUBLIC].problem is not None)
+    assert poll_until(lambda: replica.context.catalog.products[PUBLIC].problem is not None, BOUND_S)
     assert "apiVersion" in (replica.context.catalog.products[PUBLIC].problem or "")
     assert view(replica, "Who answers reader questions?")[1][0][1] == PUBLIC
 

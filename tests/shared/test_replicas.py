@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from psycopg import sql
 
 from api.web.session import COOKIE
 from indexing.stores.embedded_pg import start_postgres, stop_postgres
+from tests.polling import poll_until
 from tests.retrieval.conftest import INTERNAL, PUBLIC
 from tests.shared.conftest import SharedPg, append_to_doc, fresh_schema, write_tiny_mesh
 
@@ -203,16 +204,6 @@ def served_release(replica: Replica, key: str) -> str | None:
     except httpx.TransportError:
         return None
     return r.json()["release_id"] if r.status_code == 200 else None
-
-
-def poll_until(check: Callable[[], bool], bound_s: float, interval_s: float = 0.1) -> bool:
-    """Call `check` until it holds or `bound_s` has passed; the last call is made after the bound."""
-    deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval_s)
-    return check()
 
 
 # ---------------------------------------------------------------------------------------------- fixture
