@@ -19,11 +19,16 @@ MONTHS = {m: i for i, m in enumerate(("january", "february", "march", "april", "
                                       "september", "october", "november", "december"), start=1)}
 MONTHS |= {m[:3]: i for m, i in list(MONTHS.items())} | {"sept": 9}
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
+# Seasons (northern; winter Y = December Y-1 to February Y) and the parts of a year people name.
+SEASONS = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
+_PART = r"(?:early|mid|late)[- ]"
 _DATE = (rf"(\d{{4}}-\d{{2}}-\d{{2}}|q[1-4](?:\s+\d{{4}})?|(?:{_MONTH})\.?(?:\s+\d{{1,2}}(?!\d)(?:st|nd|rd|th)?)?"
-         rf"(?:,?\s+\d{{4}})?|\d{{4}}|(?:last|this) (?:year|month|quarter))\b")
-_BEFORE = re.compile(rf"\b(?:before|prior to|until|up to|till)\s+{_DATE}", re.IGNORECASE)
-_DURING = re.compile(rf"\b(?:in|during|back in|as of|as at|throughout)\s+{_DATE}|\b((?:last|this) (?:year|month|quarter))\b",
-                     re.IGNORECASE)
+         rf"(?:,?\s+\d{{4}})?|(?:{_PART})?(?:spring|summer|autumn|fall|winter)(?:\s+(?:of\s+)?\d{{4}})?"
+         rf"|h[12](?:\s+\d{{4}})?|(?:first|second) half(?:\s+of)?(?:\s+\d{{4}})?|(?:{_PART})?\d{{4}}"
+         rf"|(?:last|this) (?:year|month|quarter))\b")
+_BEFORE = re.compile(rf"\b(?:before|prior to|until|up to|till)\s+(?:the\s+)?{_DATE}", re.IGNORECASE)
+_DURING = re.compile(rf"\b(?:in|during|back in|as of|as at|throughout|over|across)\s+(?:the\s+)?{_DATE}"
+                     r"|\b((?:last|this) (?:year|month|quarter))\b", re.IGNORECASE)
 _NUMBERED = re.compile(r"\b(?:version|ver\.?|v)\s?(\d+(?:\.\d+){0,2})\b|\b(\d+\.\d+\.\d+)\b|\b(\d+)\.x\b", re.IGNORECASE)
 _WORD_NUMBERS = {"one": "1", "two": "2", "three": "3", "four": "4"}
 # "before v2", "pre-2.0", "prior to version 2": the version preceding the one named; "after v1": the next.
@@ -36,7 +41,7 @@ _ORDINAL = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\b", re.IGN
 _VERSION_NOUN = re.compile(r"\b(versions?|releases?|revisions?|editions?|iterations?|drafts?)\b", re.IGNORECASE)
 # What a rule, definition or way of doing something was called in speech: "the old churn rule", "the earlier page".
 _THING = (r"(?:version|definition|rule|release|page|doc\w*|way|method|formula|logic|wording|policy|approach|"
-          r"calculation|criteria|model|text|guidance|process)")
+          r"calculation|criteria|model|text|guidance|process|example|table)")
 _OLDEST = re.compile(rf"\b(?:original|initial|earliest|very first)\s+(?:\w+\s+){{0,2}}?{_THING}\b|\boriginally\b",
                      re.IGNORECASE)
 _PREVIOUS = re.compile(
@@ -45,13 +50,14 @@ _PREVIOUS = re.compile(
     r"|\b(?:before|earlier)\s*[?.!]*\s*$"
     r"|\bbefore (?:the |it |they |we |this |that )?(?:\w+\s+){0,2}?(?:chang\w*|switch\w*|updat\w*|revis\w*)\b"
     rf"|\bbefore the (?:new|newest|latest|last|current|recent|most recent)\s+(?:\w+\s+)?{_THING}\b", re.IGNORECASE)
-_CHANGE = re.compile(r"\b(?:what|which|how)\b.*\b(?:chang\w*|differ\w*)\b|\bcompar\w*\b|\bdiff\b|\bwhat(?:'s| is| was) new\b"
+_CHANGE = re.compile(r"\b(?:what|whats|which|how)\b.*\b(?:chang\w*|differ\w*)\b|\bcompar\w*\b|\bdiff\b"
+                     r"|\bwhat(?:'?s| is| was) new\b"
                      r"|\bhow (?:has|have|did) .*\bevolv\w*", re.IGNORECASE)
 _VERSUS = re.compile(r"\b(?:vs\.?|versus)\b", re.IGNORECASE)
 # Change over time ("what changed", "what's new", "how has it evolved"), not a comparison of two things.
-_CHANGED = re.compile(r"\bwhat(?:'s| has| have)?\s+(?:been\s+)?changed\b|\bwhat (?:were|are) the changes\b"
+_CHANGED = re.compile(r"\bwhat(?:'?s| has| have)?\s+(?:been\s+)?changed\b|\bwhat (?:were|are) the changes\b"
                       r"|\bhow (?:has|have|did|does) (?:\w+\s+){1,6}?chang(?:ed|e)\s*[?.!]*\s*$"
-                      r"|\bwhat(?:'s| is| was) (?:new|different)\b|\bhow (?:has|have|did) .*\bevolv\w*", re.IGNORECASE)
+                      r"|\bwhat(?:'?s| is| was) (?:new|different)\b|\bhow (?:has|have|did) .*\bevolv\w*", re.IGNORECASE)
 _VERSIONS_WORD = re.compile(r"\bversions\b|\b(?:new|newest|latest|last|previous|current)\s+(?:version|release)\b",
                             re.IGNORECASE)
 # A "during" date is also the time of the data asked about ("churn in Q2 2026"); it is a version cue when the
@@ -71,6 +77,7 @@ class VersionCue:
     relative: str | None = None  # "previous" | "oldest"; with numbers, "before" | "after" the one named
     positions: tuple[int, ...] = ()  # 1 = the oldest version
     during: bool = False  # the day is a time the question is set in ("in June"), not a bound ("before July")
+    span: tuple[date, date] | None = None  # of a time the question is set in: its first and last day
 
 
 def _end_of_month(y: int, month: int) -> date:
@@ -95,8 +102,21 @@ def _span(text: str, year: int, today: date) -> tuple[date, date] | None:
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
         d = date.fromisoformat(t)
         return d, d
-    if re.fullmatch(r"\d{4}", t):
-        return date(int(t), 1, 1), date(int(t), 12, 31)
+    if m := re.fullmatch(r"(?:(early|mid|late)[- ])?(\d{4})", t):
+        y, third = int(m.group(2)), ("early", "mid", "late").index(m.group(1)) if m.group(1) else None
+        if third is None:
+            return date(y, 1, 1), date(y, 12, 31)
+        return date(y, 4 * third + 1, 1), _end_of_month(y, 4 * third + 4)
+    if m := re.fullmatch(r"(?:(early|mid|late)[- ])?(spring|summer|autumn|fall|winter)(?:\s+(?:of\s+)?(\d{4}))?", t):
+        start, y = SEASONS[m.group(2)], int(m.group(3) or year)
+        first = date(y - 1, 12, 1) if start == 12 else date(y, start, 1)
+        months = [(first.year + (first.month + i - 1) // 12, (first.month + i - 1) % 12 + 1) for i in range(3)]
+        if m.group(1):
+            months = [months[("early", "mid", "late").index(m.group(1))]]
+        return date(*months[0], 1), _end_of_month(*months[-1])
+    if m := re.fullmatch(r"(?:h([12])|(first|second) half)(?:\s+(?:of\s+)?(\d{4}))?", t):
+        half, y = (1 if (m.group(1) or "") == "1" or m.group(2) == "first" else 2), int(m.group(3) or year)
+        return date(y, 6 * half - 5, 1), _end_of_month(y, 6 * half)
     if m := re.fullmatch(r"q([1-4])(?:\s+(\d{4}))?", t):
         q, y = int(m.group(1)), int(m.group(2) or year)
         return date(y, 3 * q - 2, 1), _end_of_month(y, 3 * q)
@@ -147,8 +167,9 @@ def detect_cue(question: str, year: int, today: date | None = None) -> VersionCu
         return VersionCue(" ".join(m.group(0) for m in _ORDINAL.finditer(question)), positions=ordinal)
     for pattern, before in ((_BEFORE, True), (_DURING, False)):
         m = pattern.search(question)
-        if m and (d := _day(next(g for g in m.groups() if g), before, year, today)) is not None:
-            return VersionCue(m.group(0), day=d, during=not before)
+        if m and (d := _day(phrase := next(g for g in m.groups() if g), before, year, today)) is not None:
+            span = None if before else _span(phrase, year, today or date.today())
+            return VersionCue(m.group(0), day=d, during=not before, span=span)
     if m := _OLDEST.search(question):
         return VersionCue(m.group(0), relative="oldest")
     if m := _PREVIOUS.search(question):
@@ -200,11 +221,21 @@ def missing_numbers(question: str, versions: Sequence[ProductVersion]) -> tuple[
     return tuple(asked)
 
 
-def change_pair(question: str, versions: Sequence[ProductVersion],
-                default: bool = False) -> tuple[ProductVersion, ProductVersion] | None:
+def across(cue: VersionCue | None, versions: Sequence[ProductVersion]) -> tuple[ProductVersion, ProductVersion] | None:
+    """The versions in effect on the first and the last day of the time a question is set in ("over the
+    summer of 2026"), when they differ."""
+    if cue is None or cue.span is None or not versions:
+        return None
+    first, last = version_at(versions, cue.span[0]), version_at(versions, cue.span[1])
+    return (first, last) if first != last else None
+
+
+def change_pair(question: str, versions: Sequence[ProductVersion], default: bool = False,
+                cue: VersionCue | None = None) -> tuple[ProductVersion, ProductVersion] | None:
     """(older, newer) when the question asks what changed between versions (two named; one named and its
-    neighbour; "the previous / latest version"; the first version and the current one; with `default`,
-    when it asks what changed over time, the previous and the current version); None otherwise."""
+    neighbour; the versions at the start and end of a time it is set in, `cue`; "the previous / latest
+    version"; the first version and the current one; with `default`, when it asks what changed over time,
+    the previous and the current version); None otherwise."""
     if not asks_change(question) or len(versions) < 2:
         return None
     named = [pv for n in named_numbers(question) if (pv := by_number(versions, n)) is not None]
@@ -219,6 +250,8 @@ def change_pair(question: str, versions: Sequence[ProductVersion],
         if i == 0 or (versions[i].current is False and i < current):
             return versions[i], versions[i + 1]
         return versions[i - 1], versions[i]
+    if (spanned := across(cue, versions)) is not None:
+        return spanned
     if current == 0:
         return None
     if _OLDEST.search(question):
@@ -235,4 +268,4 @@ def _literals(*patterns: re.Pattern[str]) -> frozenset[str]:
 
 # Words that carry a version cue rather than the question's topic ("before", "june", "previous", "rule").
 CUE_WORDS = _literals(_BEFORE, _DURING, _OLDEST, _PREVIOUS, _CHANGE, _VERSION_NOUN, _VERSIONS_WORD, _NUMBERED,
-                      _WORDED, _VERSUS) | frozenset(MONTHS) | frozenset(ORDINALS)
+                      _WORDED, _VERSUS) | frozenset(MONTHS) | frozenset(ORDINALS) | frozenset(SEASONS)

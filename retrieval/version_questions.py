@@ -9,25 +9,25 @@ June"), which may be the time of the data rather than of a rule, only when the q
 was defined, counted or treated, or its best hit is that product's.
 
 Answers (`VersionRouter.answer`, before any other answerer):
-- "what changed" (two versions named, or "what changed / what's new" about a product named or linked so,
+- "what changed" (two versions named; the versions in effect at the start and end of a time the question
+  names, "over the summer of 2026"; or "what changed / what's new" about a product named or linked so,
   with a hit from a document that changed: the previous and the current version): the diff of both
   versions' documents and contract facts, each side cited to its own version's chunks;
 - a question pinned to an older version: what that version said, its passages (sentences and table rows)
-  ranked by three rankings fused by reciprocal rank: the question's words (idf over the version's own
-  passages), meaning (the embedder's cosine), and the passages that differ from the version that replaced
-  it (the old rule) by meaning; led by the first changed sentence of the best passage's document (its
-  definition), each quote citing its version's chunk. When no topic word of the question is in that version,
+  ranked by three rankings: the question's words (idf over the version's own passages), meaning (the
+  embedder's cosine), and the passages that differ from the version that replaced it (the old rule) by
+  meaning; the top of their reciprocal-rank fusion is quoted, and the best of each beside it; led by the
+  first changed sentence of the best passage's document (its definition), each quote citing its version's
+  chunk. When no topic word of the question is in that version,
   the pipeline's answerer answers from the pinned hits (and may abstain);
 - a version the product does not have ("version 3"): an abstention naming the versions that exist.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from retrieval.version_cues import (
     CUE_WORDS,
     RULE_WORDS,
     VersionCue,
+    across,
     asks_change,
     by_number,
     change_pair,
@@ -49,6 +50,7 @@ from retrieval.version_cues import (
     detect_cue,
     missing_numbers,
 )
+from retrieval.version_diff import document_changes, sentence_units
 from retrieval.versions import ProductVersion, pinned
 
 if TYPE_CHECKING:
@@ -58,80 +60,9 @@ __all__ = ["NAME", "VERSION", "VersionCue", "VersionRouter", "by_number", "chang
            "detect_cue", "document_changes"]
 
 NAME = "meshrag.versions"
-VERSION = "2"
+VERSION = "3"
 MAX_CHANGES = 6  # changed passages quoted in a "what changed" answer
-MAX_QUOTED = 3  # passages of an older version quoted in a pinned answer (plus its lead passage)
-
-
-# ---------------------------------------------------------------------------------------- the diff
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'*(])")
-_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
-
-
-def _rows(lines: Sequence[str]) -> list[str]:
-    """The data rows of a Markdown table as "cell: cell; cell" (header and rule rows left out)."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.strip().startswith("|")]
-    return [": ".join((r[0], "; ".join(r[1:]))) if len(r) > 1 else r[0] for r in rows[2:]
-            if not all(set(c) <= set("-: ") for c in r)]
-
-
-def _units(chunks: Sequence[Any], tables: bool = False) -> list[tuple[str, Any]]:
-    """(normalised sentence, first chunk holding it) in document order; code and headings left out, and
-    tables unless `tables` (then each data row is a unit)."""
-    out: dict[str, Any] = {}
-    for chunk in sorted(chunks, key=lambda c: (c.start, c.end)):
-        fenced = False
-        for paragraph in re.split(r"\n\s*\n", chunk.text):
-            lines = paragraph.strip().splitlines()
-            if any(line.strip().startswith("```") for line in lines):
-                fenced = not fenced if sum(line.strip().startswith("```") for line in lines) % 2 else fenced
-                continue
-            if tables and not fenced and lines and lines[0].lstrip().startswith("|"):
-                for row in _rows(lines):
-                    out.setdefault(" ".join(row.split()), chunk)
-                continue
-            if fenced or not lines or lines[0].lstrip().startswith(("|", "#", "--")):
-                continue
-            items: list[str] = []
-            for line in lines:  # a list item starts a unit of its own; other lines continue the last one
-                bare = _LIST_ITEM.sub("", line.strip())
-                if items and bare == line.strip():
-                    items[-1] += " " + bare
-                else:
-                    items.append(bare)
-            for sentence in (s for item in items for s in _SENTENCE.split(item)):
-                key = " ".join(sentence.split())
-                if len(key) > 20 and key not in out:
-                    out[key] = chunk
-    return list(out.items())
-
-
-@dataclass(frozen=True)
-class Change:
-    document: str
-    old: tuple[tuple[str, Any], ...]  # (sentence, chunk) of the older version
-    new: tuple[tuple[str, Any], ...]
-
-
-def document_changes(old_chunks: Sequence[Any], new_chunks: Sequence[Any], tables: bool = False) -> list[Change]:
-    """Sentences (and with `tables`, table rows) that differ between two versions of each document both
-    versions hold, in document order."""
-    docs_old: dict[str, list[Any]] = {}
-    docs_new: dict[str, list[Any]] = {}
-    for c in old_chunks:
-        docs_old.setdefault(c.document, []).append(c)
-    for c in new_chunks:
-        docs_new.setdefault(c.document, []).append(c)
-    changes = []
-    for doc in sorted(set(docs_old) & set(docs_new) - {CATALOG_DOCUMENT}):
-        a, b = _units(docs_old[doc], tables), _units(docs_new[doc], tables)
-        matcher = difflib.SequenceMatcher(None, [s for s, _ in a], [s for s, _ in b], autojunk=False)
-        for op, i1, i2, j1, j2 in matcher.get_opcodes():
-            if op != "equal":
-                changes.append(Change(doc, tuple(a[i1:i2]), tuple(b[j1:j2])))
-    return changes
-
-
+MAX_QUOTED = 3  # fused passages of an older version quoted in a pinned answer (plus its lead and each ranking's best)
 
 
 def _plain(text: str) -> str:
@@ -235,17 +166,19 @@ class VersionRouter:
         # the question is set in ("in April") only when it asks how something was defined, counted or treated.
         strong = how in ("named", "linked")
         best = bool(found.hits) and found.hits[0].product_id == pid
+        versions = multi[pid]
+        # "what changed over the summer", when a new version took effect in it, asks about the rule's change
+        spanned = change and across(cue, versions) is not None
         if cue is not None and cue.day is not None and not (strong or best):
             return found
-        if cue is not None and cue.during and not RULE_WORDS.search(req.query) and not best:
+        if cue is not None and cue.during and not (RULE_WORDS.search(req.query) or spanned) and not best:
             return found
-        versions = multi[pid]
         missing = missing_numbers(req.query, versions) if strong else ()
         if missing:
             spec = {"product": pid, "asked": list(missing), "versions": [pv.version for pv in versions]}
             return replace(found, params={**found.params, "version_missing": spec})
-        pair = change_pair(req.query, versions, default=strong and self._changed_hit(found, pid, versions)) \
-            if change else None
+        pair = change_pair(req.query, versions, default=strong and self._changed_hit(found, pid, versions),
+                           cue=cue) if change else None
         if pair is not None:
             try:
                 return self.diff(req, pid, pair[0].version, pair[1].version)
@@ -368,7 +301,7 @@ class VersionRouter:
         old_chunks = [c for c in self.context.chunks_of(old.entry.chunk_version) if c.document != CATALOG_DOCUMENT]
         changed = {s for c in document_changes(old_chunks, self.context.chunks_of(newer.entry.chunk_version), True)
                    for s, _ in c.old}
-        units = _units(old_chunks, tables=True)
+        units = sentence_units(old_chunks, tables=True)
         if not changed or not units:
             return None
         # Three rankings of the version's passages, fused as retrieval fuses its own (retrieval.fusion): by the
@@ -383,11 +316,13 @@ class VersionRouter:
         by_change = [s for s in by_meaning if s in changed]
         fused = reciprocal_rank_fusion({"words": by_words, "meaning": by_meaning, "changed": by_change})
         chunk_of = dict(units)
-        candidates = [(s, chunk_of[s]) for s, _ in fused]
-        picks = candidates[:MAX_QUOTED]
-        prose = {s for s, _ in _units(old_chunks)}
+        # The fused top passages, and each ranking's best beside them (a detail the question's rare words find,
+        # such as a date or a record number, is not outvoted by the two meaning rankings).
+        best = [ranking[0] for ranking in (by_words, by_meaning, by_change) if ranking]
+        picks = [(s, chunk_of[s]) for s in dict.fromkeys([*(s for s, _ in fused[:MAX_QUOTED]), *best])]
+        prose = {s for s, _ in sentence_units(old_chunks)}
         lead = next((sc for sc in units if sc[0] in changed and sc[0] in prose
-                     and sc[1].document == picks[0][1].document), None)
+                     and sc[1].document == chunk_of[fused[0][0]].document), None)
         if lead is not None and lead not in picks:
             picks.insert(0, lead)  # a document states its rule first: the version's definition sentence
         picks.sort(key=lambda sc: order[sc[0]])

@@ -24,12 +24,12 @@ from knowledge.facts import (
 )
 from knowledge.model import KnowledgeProduct, Principal
 from retrieval.answer.citations import with_markers
-from retrieval.discovery.cache import CatalogFacts
+from retrieval.discovery.cache import CatalogFacts, KeptVersions
 from retrieval.discovery.recognise import _WHO, Recognised, recognise
 from retrieval.types import Answer, AnswerSentence, Citation, RetrievedChunk, SearchRequest, ShortAnswer
 
 NAME = "discovery"
-VERSION = "2"
+VERSION = "3"
 ANSWERER = f"{NAME}@{VERSION}"
 
 
@@ -88,8 +88,10 @@ class _Writer:
     """Sentences stating the asked facts of one product, within what the principal may see of it."""
 
     def __init__(self, draft: _Draft, sheet: ProductFactSheet, principal: Principal,
-                 source_update: Callable[[KnowledgeProduct], datetime | None], now: datetime | None) -> None:
+                 source_update: Callable[[KnowledgeProduct], datetime | None], now: datetime | None,
+                 kept: KeptVersions | None = None) -> None:
         self.d, self.s, self.p, self.who = draft, sheet, sheet.product, principal
+        self.kept = kept or KeptVersions()
         self.readable = principal.can_read(sheet.product)
         self.source_update, self.now = source_update, now
 
@@ -171,8 +173,17 @@ class _Writer:
     def _version(self) -> None:
         if not self.readable:
             return self.hidden("versions")
-        self.d.say(f"The current version of {self.p.id} is {self.p.version} (status {self.p.status}).",
+        since = f", in effect from {self.p.version_since.date().isoformat()}" if self.p.version_since else ""
+        self.d.say(f"The current version of {self.p.id} is {self.p.version} (status {self.p.status}{since}).",
                    self.fact("version"), self.fact("status"))
+        if self.kept.problem is not None:
+            self.d.say(f"Its kept older versions cannot be read: {self.kept.problem}")
+        elif self.kept.versions:
+            self.d.say(f"Older versions of {self.p.id} kept and addressable as {self.p.id}@<version>: "
+                       f"{', '.join(self.kept.versions)}; all versions: "
+                       f"{', '.join((*self.kept.versions, self.p.version))}.")
+        else:
+            self.d.say(f"No older version of {self.p.id} is kept.")
 
 
 _FILTER_WORDS = {
@@ -257,7 +268,7 @@ class DiscoveryAnswerer:
             listed = self._aggregate(draft, found, visible, facts, req.principal, now)
         else:
             for pid in found.products:
-                writer = _Writer(draft, facts.sheets[pid], req.principal, self._source_update, now)
+                writer = _Writer(draft, facts.sheets[pid], req.principal, self._source_update, now, facts.kept[pid])
                 for ask in found.asks:
                     writer.write(ask)
             listed = list(found.products)
@@ -277,7 +288,7 @@ class DiscoveryAnswerer:
         ids = ", ".join(p.id for p in matched)
         draft.say(f"Products you can see that {criteria}: {len(matched)}" + (f" ({ids})." if matched else "."))
         for p in matched:
-            w = _Writer(draft, facts.sheets[p.id], principal, self._source_update, now)
+            w = _Writer(draft, facts.sheets[p.id], principal, self._source_update, now, facts.kept[p.id])
             asks: list[str] = []
             if "freshness" in found.filters:
                 asks.append("freshness")

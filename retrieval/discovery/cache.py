@@ -1,15 +1,17 @@
-"""What is read once per loaded catalog: `CatalogFacts`, each product's fact sheet (knowledge.facts) and
-its linking vocabularies (word → field weight: all its metadata for a principal who may read it, its
-catalog facts alone for one who may only discover it). `DiscoveryAnswerer.facts()` builds it anew only
-when the catalog object changes."""
+"""What is read once per loaded catalog: `CatalogFacts`, each product's fact sheet (knowledge.facts), its
+linking vocabularies (word → field weight: all its metadata for a principal who may read it, its catalog
+facts alone for one who may only discover it) and its kept older versions (`history/<version>/`).
+`DiscoveryAnswerer.facts()` builds it anew only when the catalog object changes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 from knowledge.catalog import Catalog
+from knowledge.errors import ContractError
 from knowledge.facts import ProductFactSheet, read_facts
 from knowledge.model import KnowledgeProduct
+from knowledge.versions import kept_versions
 from retrieval.discovery.recognise import _FUNCTION, _words
 
 # Field weights of catalog linking: names (id, title, team, owner) say more than a tag, a tag more than
@@ -39,6 +41,22 @@ def _vocabulary(product: KnowledgeProduct, readable: bool) -> dict[str, float]:
     return vocab
 
 
+@dataclass(frozen=True)
+class KeptVersions:
+    """A product's kept older versions, oldest first, or why they cannot be read (a kept contract that
+    does not parse: indexing refuses it too, so the answer says so rather than listing none)."""
+
+    versions: tuple[str, ...] = ()
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, product: KnowledgeProduct) -> KeptVersions:
+        try:
+            return cls(tuple(p.version for p in kept_versions(product)))
+        except ContractError as exc:
+            return cls(problem=str(exc))
+
+
 @dataclass
 class CatalogFacts:
     """The fact sheets and linking vocabularies of one loaded catalog (built once per catalog object)."""
@@ -47,6 +65,7 @@ class CatalogFacts:
     sheets: dict[str, ProductFactSheet]
     vocab_read: dict[str, dict[str, float]]
     vocab_facts: dict[str, dict[str, float]]
+    kept: dict[str, KeptVersions]
 
     @classmethod
     def of(cls, catalog: Catalog, previous: CatalogFacts | None = None) -> CatalogFacts:
@@ -59,4 +78,4 @@ class CatalogFacts:
             sheets[p.id] = replace(kept, product=p) if kept is not None and kept.product.version == p.version \
                 else read_facts(p)
         return cls(catalog, sheets, {p.id: _vocabulary(p, True) for p in products},
-                   {p.id: _vocabulary(p, False) for p in products})
+                   {p.id: _vocabulary(p, False) for p in products}, {p.id: KeptVersions.of(p) for p in products})

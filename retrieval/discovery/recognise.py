@@ -33,12 +33,20 @@ ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in 
              r"maintainer|look after|looks after|looking after|behind|belong|belongs|steward\w*|lead|leads)\b"
              r"|\b(which|what) team\b|\bwho (runs|manages|curates|keeps)\b",
     "contact": r"\b(contact|ping|talk to|speak to|reach|reach out to|get in touch|email|message|whom)\b"
-               r"|\bwho (do|should|can|would) (i|we) (ask|go to|bug|chase)\b|\bwho to (ask|go to)\b",
-    "members": r"\b(members?|who else|who works)\b",
+               r"|\bwho (do|should|can|would) (i|we) (ask|go to|bug|chase)\b|\bwho to (ask|go to)\b"
+               r"|\bgo-?to (person|people|guy|contact|team)\b|\bpoint (of contact|person)\b",
+    "members": r"\b(members?|who else|who works)\b|\bwho(?:'?s| is| are)? (?:on|in) (?:the )?(?:\w+\s+){0,3}team\s*[?.!]*$",
     "freshness": r"\b(fresh\w*|stale\w*|up[ -]?to[ -]?date|out[ -]?of[ -]?date|outdated|refresh\w*|how old|"
-                 r"last (updated|changed|reviewed)|updated|reviews?|reviewed|looked over|how often)\b",
-    "retention": r"\b(retain\w*|retention|kept|keep|hang on to|hold on to|old versions|archiv\w*)\b",
-    "classification": r"\b(classif\w*|confidential|restricted|sensitiv\w*)\b",
+                 r"last (updated|changed|reviewed|touched|edited|modified)|updated|reviews?|reviewed|looked over|"
+                 r"how often|how recent\w*|touched|overdue|past due|gone (off|stale|old)|"
+                 r"(updated|reviewed|looked at|touched|checked)(\s+\S+){0,6}?\s+recently|"
+                 r"recently (updated|reviewed|looked at|touched|checked))\b"
+                 # "current" said of a product ("is it still current?"), not of a version or a rule
+                 r"|\bcurrent\b(?=\s*(?:[?.!,;]|$|or\b|and\b|enough\b))",
+    "retention": r"\b(retain\w*|retention|kept|keep|hang on to|hold on to|old (versions|copies|releases|snapshots)|"
+                 r"archiv\w*|stick around|(get|gets|are|is) (deleted|purged|thrown away))\b",
+    "classification": r"\b(classif\w*|confidential|restricted|sensitiv\w*|locked[ -]down|how (secret|private))\b"
+                      r"|\b(public|internal|private) or\b|\bor (public|internal|private)\b",
     "access": r"\b(who (can|may|is allowed to|gets to|is able to) (read|see|access|look at|view|open)|allowed to|"
               r"read access|access|(which|what) roles?|roles? (can|may|with|have)|permission\w*|"
               r"can i (\w+ )?(read|see|access|open|use|look at|view)|am i allowed|may i (read|see))\b",
@@ -47,17 +55,25 @@ ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in 
     "domain": r"\bdomains?\b|\b(which|what) (area|part) of the (business|company|org\w*)\b|\bfalls? under\b"
               r"|\bbusiness area\b",
     "version": r"\b(which|what|current|latest) (version|release)\b|\bversion\b.*\b(current|published|latest)\b"
-               r"|\b(version|release) (number|no)\b",
+               r"|\b(version|release) (number|no)\b|\bversions (exist|are there|are kept|are available|do we have)\b"
+               r"|\b(which|what|how many|any|list|all)\s+(\w+\s+)?(versions|releases)\b",
 }.items()}
 # A version question about what changed or what was before is about versions' content, not a fact.
 _HISTORY = re.compile(r"\b(chang\w*|differ\w*|before|between|compared?|since|history|previous|earlier)\b",
                       re.IGNORECASE)
+# "what does the runbook say about X": a question about content, not what a product is for.
+_SAYS = re.compile(r"\b(say|says|said|mention\w*|tell|tells|state|states|explain\w*|recommend\w*)\b", re.IGNORECASE)
+# "which versions are there", "any older releases": the list of versions, a catalog fact.
+_VERSION_LIST = re.compile(r"\b(which|what|how many|any|list|all)\s+(\w+\s+)?(versions|releases)\b"
+                           r"|\bversions (exist|are there|are kept|are available|do we have)\b", re.IGNORECASE)
+_COMPARE = re.compile(r"\b(chang\w*|differ\w*|between|compar\w*|vs|versus|diff)\b", re.IGNORECASE)
 
 # Words that refer to a product as a thing in the catalog ("the shipping data", "the revenue stuff").
 PRODUCT_NOUNS = re.compile(
     r"\b(products?|data|datasets?|docs|documentation|documents|knowledge base|kb|handbook|rulebook|catalog|"
     r"catalogue|stuff|numbers|figures|metrics?|kpis?|definitions?|reports?|reporting|wiki|runbooks?|guides?|"
-    r"info|information|materials?|write-?ups?|pages?|content|knowledge)\b",
+    r"info|information|materials?|write-?ups?|pages?|content|knowledge|procedures|playbooks?|articles|manuals?|"
+    r"handbooks|sops)\b",
     re.IGNORECASE)
 # Questions about products in the plural: "which products…", "which of our data…", "list…", "how many…".
 PLURAL = re.compile(
@@ -69,17 +85,23 @@ PLURAL = re.compile(
 # see out of date?", "what confidential stuff is there?", "what can I read?"), and names no product.
 SOME = re.compile(
     r"\banything\b|\bany of\b|\bany (data|datasets?|products?|docs|stuff)\b"
-    r"|\b(which|what)\s+(\w+\s+){0,2}?(data|stuff|docs|documentation|info|information|material|content|things)\b"
+    r"|\b(which|what)\s+(\w+\s+){0,2}?(data|stuff|docs|documentation|info|information|material|content|things|"
+    r"ones)\b"
+    # a question that is a filter alone: "what's stale?", "which are confidential?"
+    r"|^\s*(what|which)(?:'?s| is| are| ones are)?\s+(stale|overdue|out of date|outdated|fresh|up to date|public|"
+    r"internal|confidential|restricted)\s*[?.!]*\s*$"
     r"|\bwhat (can|may) (i|we) (\w+ )?(read|see|access|open|use)\s*(here|at all|in (the|our) (catalog|mesh))?\s*[?.!]*\s*$",
     re.IGNORECASE)
 # "what does <team or person> own / look after", "which products does <team> own"
 _OWNER_AGGREGATE = re.compile(r"\b(what|which)\b", re.IGNORECASE)
-_WHO = re.compile(r"^\s*(who|whom|who's|whose)\b", re.IGNORECASE)
+_WHO = re.compile(r"^\s*(who|whom|who's|whos|whose)\b", re.IGNORECASE)
 _STALE = re.compile(r"\b(stale\w*|out[ -]?of[ -]?date|outdated|overdue|past (its|their) \w*\s*sla|not (up[ -]?to[ -]?"
                     r"date|fresh)|behind)\b", re.IGNORECASE)
 _FRESH = re.compile(r"\b(fresh|up[ -]?to[ -]?date|current)\b", re.IGNORECASE)
-_READABLE = re.compile(r"\b(can|may) i (\w+ )?(read|see|access|open|use)\b|\bi (can|may) (\w+ )?(read|see|access|open|use)\b|"
-                       r"\bi have access\b|\bavailable to me\b|\bmy products\b", re.IGNORECASE)
+_READABLE = re.compile(r"\b(can|may) i (\w+ )?(read|see|access|open|use|get into)\b|"
+                       r"\bi (can|may) (\w+ )?(read|see|access|open|use|get into)\b|"
+                       r"\b(am i|i am|i'm|im) (allowed|permitted|able) to (\w+ )?(read|see|access|open|use|view)\b|"
+                       r"\bi have access\b|\b(available|open|accessible) to me\b|\bmy products\b", re.IGNORECASE)
 
 # Words that never link a product: question and function words, the cue words of every ask, product nouns.
 _FUNCTION = frozenset(QUESTION_WORDS | {
@@ -97,8 +119,10 @@ _FUNCTION = frozenset(QUESTION_WORDS | {
 FUNCTION_WORDS = _FUNCTION
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+@lru_cache(maxsize=4096)
+def _words(text: str) -> tuple[str, ...]:
+    """Lower-case words (names, teams and titles recur on every question: remembered)."""
+    return tuple(_WORD.findall(text.lower()))
 
 
 @lru_cache(maxsize=64)
@@ -123,20 +147,52 @@ def _cue_words(question: str) -> set[str]:
 
 def words(text: str) -> list[str]:
     """The lower-cased words of a text."""
-    return _words(text)
+    return list(_words(text))
 
 
+# Endings that make another form of the same word ("roasted"–"roasting", "defined"–"definition").
+_ENDINGS = frozenset({
+    "", "s", "es", "e", "ed", "d", "ing", "er", "ers", "ly", "y", "ies", "ied", "ion", "ions", "ation", "ations",
+    "ition", "itions", "ication", "ications", "cation", "cations", "ment", "ments", "al", "ive", "ity", "ness", "able", "ible", "ise",
+    "ize", "ised", "ized", "or", "ors", "ance", "ence", "ant", "ent", "ic", "ics", "ical", "age", "ages"})
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """One letter inserted, dropped, replaced, or two neighbours swapped."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    if len(a) < len(b):
+        return a[i:] == b[i + 1:]
+    return a[i + 1:] == b[i + 1:] or (a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1])
+
+
+@lru_cache(maxsize=1 << 16)
 def _match(q: str, w: str) -> bool:
-    """Same word, or one a form of the other: a shared prefix of at least 4 letters that leaves at most
-    3 letters of the shorter one ("comp"–"compensation", "fulfillment"–"fulfilment", "refunds"–"refund")."""
+    """Same word, or one a form of the other: the shorter (4+ letters) begins the longer ("comp"–
+    "compensation", "refund"–"refunds"); a shared stem of 4+ letters with word endings after it ("roasted"–
+    "roasting", "defined"–"definition", "cancelled"–"cancels", not "handles"–"handbook"); or a typo in a
+    word of 7+ letters ("fulfillment"–"fulfilment")."""
     if q == w:
+        return True
+    short, long_ = (q, w) if len(q) <= len(w) else (w, q)
+    if len(short) >= 4 and long_.startswith(short):
         return True
     common = 0
     for a, b in zip(q, w, strict=False):
         if a != b:
             break
         common += 1
-    return common >= max(4, min(len(q), len(w)) - 3)
+    if common >= 4:
+        rest_q, rest_w = q[common:], w[common:]
+        # a doubled final consonant ("cancel-led", "ship-ping") belongs to the ending
+        rest_q = rest_q[1:] if rest_q[:1] == q[common - 1] else rest_q
+        rest_w = rest_w[1:] if rest_w[:1] == w[common - 1] else rest_w
+        if rest_q in _ENDINGS and rest_w in _ENDINGS:
+            return True
+    return len(short) >= 7 and q[0] == w[0] and _one_edit(q, w)
 
 
 same_word = _match
@@ -163,9 +219,10 @@ class Recognised:
 def asked(question: str) -> list[str]:
     """The fact groups the question's wording asks for, in sentence order."""
     out = [name for name, pattern in ASKS.items() if pattern.search(question)]
-    if "version" in out and _HISTORY.search(question):
+    if "version" in out and _HISTORY.search(question) and not (_VERSION_LIST.search(question)
+                                                              and not _COMPARE.search(question)):
         out.remove("version")
-    if "purpose" in out and len(out) > 1:
+    if "purpose" in out and (len(out) > 1 or _SAYS.search(question)):
         out.remove("purpose")  # "what does X cover" only when nothing more specific is asked
     return out
 
@@ -191,6 +248,26 @@ def _person_named(question: str, person: Person) -> bool:
     parts = _words(person.name)
     # A first or last name alone ("Priya's product"): names are rare words, compared exactly.
     return bool(parts) and (parts[0] in words or parts[-1] in words)
+
+
+# "what does finance own", "show me what support looks after": the subject of an owning verb.
+_OWNED_BY = re.compile(r"\b([a-z][a-z-]*)\s+(own|owns|looks? after|maintains?|runs?|manages?|curates?|"
+                       r"(is|are) responsible for)\b", re.IGNORECASE)
+
+
+def _owning_subject(question: str, visible: Sequence[KnowledgeProduct]) -> tuple[str, str] | None:
+    """A word of one team's name, or a domain, said as the one who owns: ("team", name) or ("domain", name)."""
+    domains = {p.domain for p in visible}
+    for m in _OWNED_BY.finditer(question):
+        word = m.group(1).lower()
+        if word in _FUNCTION:
+            continue
+        teams = {p.team for p in visible if any(_match(word, w) for w in _words(p.team) if w not in _FUNCTION)}
+        if len(teams) == 1:
+            return "team", teams.pop()
+        if word in domains:
+            return "domain", word
+    return None
 
 
 # "in the mesh", "in our catalog": where a product is, not which one.
@@ -267,11 +344,15 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
     team = next((t for t in teams if _named(question, t)), None)
     person = next((pp for pp in people.values() if _person_named(question, pp)), None)
     by_id = {p.id: p for p in visible}
+    subject = None
+    if "owner" in asks and team is None and person is None and not _WHO.search(question):
+        subject = _owning_subject(question, visible)
+        team = subject[1] if subject is not None and subject[0] == "team" else None
 
-    # Across products: plural wording, "what does <team / person> own", or wording such as "anything" /
-    # "what … stuff" with a filter and no product named.
-    owner_aggregate = ("owner" in asks and (team or person) is not None and _OWNER_AGGREGATE.search(question)
-                       and not _WHO.search(question))
+    # Across products: plural wording, "what does <team / person / domain> own", or wording such as
+    # "anything" / "what … stuff" with a filter and no product named.
+    owner_aggregate = ("owner" in asks and (team or person or subject) is not None
+                       and _OWNER_AGGREGATE.search(question) and not _WHO.search(question))
     filters = _filters(question, asks, visible, team, person, plural)
     some = bool(SOME.search(question) or (_domain_phrase(question, visible) and _OWNER_AGGREGATE.search(question)))
     stated = {"freshness", "classification", "readable"} & set(filters) or (

@@ -18,7 +18,8 @@ from retrieval.types import SearchRequest
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 ROLES = {"anonymous": frozenset(), "employee": frozenset({"employee"}), "analyst": frozenset({"analyst"}),
-         "people-partner": frozenset({"people-partner"}), "support-agent": frozenset({"support-agent"})}
+         "people-partner": frozenset({"people-partner"}), "support-agent": frozenset({"support-agent"}),
+         "finance-analyst": frozenset({"finance-analyst"})}
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +117,84 @@ def test_a_search_pinned_to_an_older_version_is_not_answered_with_todays_facts(c
     current = [replace(h, product_version=product.version) for h in old]
     answer = stage.answer(req, current, "rel-test", now=NOW)
     assert answer is not None and product.owner.name in answer.text
+
+
+# ------------------------------------------------------------------- wider wording (dev set 2)
+@pytest.mark.parametrize("question,role,ask,product", [
+    ("who's the go-to person for the coffee shipping side of things?", "analyst", "contact",
+     "operations.fulfilment-ops"),
+    # "current" said of a product asks how fresh it is; "gone off" too
+    ("is the roasting and packing info still current or has it gone off?", "employee", "freshness",
+     "operations.fulfilment-ops"),
+    ("has anyone looked at the bonus plan docs recently?", "employee", "freshness", "people.compensation-handbook"),
+    ("how long do old copies of the subscriber metrics stick around?", "analyst", "retention",
+     "customer.subscription-metrics"),
+    ("is the mesh rulebook public or locked down?", "anonymous", "classification", "platform.mesh-handbook"),
+    ("what versions of the churn definitions do we have?", "analyst", "version", "customer.subscription-metrics"),
+    # a typo in a long word still links; "handles" is no form of "handbook"
+    ("how old is the fulfillment documentation", "analyst", "freshness", "operations.fulfilment-ops"),
+    ("what team handles the bean roasting docs?", "analyst", "owner", "operations.fulfilment-ops"),
+])
+def test_one_product_in_wider_wording(catalog, facts, question, role, ask, product):
+    found = _recognise(catalog, facts, question, role)
+    assert found is not None, question
+    assert not found.aggregate and ask in found.asks and found.products == (product,), found
+
+
+def test_members_of_a_team_named_in_short_ties_broken_by_retrieval(catalog, facts):
+    # "support" links the support knowledge base, "ops" the fulfilment-ops id, equally: retrieval decides
+    found = _recognise(catalog, facts, "who's on the support ops team?", "analyst",
+                       retrieved=("customer.support-knowledge", "operations.fulfilment-ops"))
+    assert found is not None and found.asks == ("members",) and found.products == ("customer.support-knowledge",)
+
+
+@pytest.mark.parametrize("question,role,filters", [
+    # a word of one team's name, or a domain, as the one who owns
+    ("show me what finance owns", "employee", {"team": "Finance Analytics"}),
+    ("what does support look after?", "analyst", {"team": "Support Operations"}),
+    ("which stuff am i allowed to open?", "employee", {"readable": "yes"}),
+    ("which ones can i get into?", "finance-analyst", {"readable": "yes"}),
+    ("what's overdue?", "employee", {"freshness": "stale"}),  # a filter alone
+])
+def test_aggregations_in_wider_wording(catalog, facts, question, role, filters):
+    found = _recognise(catalog, facts, question, role)
+    assert found is not None and found.aggregate, question
+    assert found.filters == filters
+
+
+@pytest.mark.parametrize("question", [
+    "what does the runbook say about late pickups?",  # what a document says is content, not what it is for
+    "what does the faq say about shipping to Canada?",
+    "who is on call for the fulfilment team this weekend?",
+    "what is the go-to carrier for Reno?",
+    "is the current bonus target still 10%?",
+])
+def test_wider_wording_leaves_content_questions_alone(catalog, facts, question):
+    assert _recognise(catalog, facts, question, "analyst") is None
+
+
+def test_the_versions_a_product_keeps_are_listed(catalog):
+    stage = DiscoveryAnswerer(lambda: catalog)
+    req = SearchRequest(query="which versions of the churn definitions are there?", principal=who("analyst"))
+    answer = stage.answer(req, [], "rel-test", now=NOW)
+    assert answer is not None and answer.decision["asks"] == ["version"]
+    assert "current version of customer.subscription-metrics is 2.0.0" in answer.text
+    assert "1.0.0" in answer.text and "in effect from 2026-07-01" in answer.text
+    # a product with one version says so; one the principal may only discover hides its versions
+    one = stage.answer(replace(req, query="what versions of the mesh handbook exist?"), [], "rel-test", now=NOW)
+    assert one is not None and "No older version of platform.mesh-handbook is kept" in one.text
+    hidden = stage.answer(replace(req, query="what versions of the pay band handbook exist?", principal=who("employee")),
+                          [], "rel-test", now=NOW)
+    assert hidden is not None and "not its versions" in hidden.text and "2026.1.0" not in hidden.text
+
+
+@pytest.mark.parametrize("a,b,same", [
+    ("roasting", "roasted", True), ("defined", "definition", True), ("cancelled", "cancels", True),
+    ("comp", "compensation", True), ("refunds", "refund", True), ("fulfillment", "fulfilment", True),
+    ("classified", "classification", True), ("handles", "handbook", False), ("owner", "owns", False),
+    ("months", "mouths", False),
+])
+def test_word_forms(a, b, same):
+    from retrieval.discovery.recognise import same_word
+
+    assert same_word(a, b) is same and same_word(b, a) is same

@@ -155,3 +155,56 @@ def test_a_version_that_does_not_exist_is_an_abstention_naming_those_that_do(ser
 def test_a_pinned_question_with_no_topic_word_in_that_version_is_left_to_the_answerer(service: MeshService):
     answer = _ask(service, "under v1, what was the espresso machine warranty?")
     assert not answer.answerer.startswith("meshrag.versions.pinned@")
+
+
+# ------------------------------------------------------------ seasons, halves, "over a time" (dev set 2)
+@pytest.mark.parametrize("question,first,last", [
+    ("how were failed payments handled for churn in spring 2026?", date(2026, 3, 1), date(2026, 5, 31)),
+    ("what changed with churn over the summer of 2026?", date(2026, 6, 1), date(2026, 8, 31)),
+    ("how was churn counted in the first half of 2026?", date(2026, 1, 1), date(2026, 6, 30)),
+    ("what did churn mean in late 2025?", date(2025, 9, 1), date(2025, 12, 31)),
+    ("how was churn counted in winter 2026?", date(2025, 12, 1), date(2026, 2, 28)),
+    ("how was churn counted in early summer?", date(2026, 6, 1), date(2026, 6, 30)),  # the current version's year
+])
+def test_seasons_and_parts_of_a_year_are_times_a_question_is_set_in(question, first, last):
+    cue = detect_cue(question, 2026, TODAY)
+    assert cue is not None and cue.during and cue.span == (first, last) and cue.day == last, cue
+
+
+def test_what_changed_over_a_time_that_saw_a_new_version_compares_its_start_and_end(three):
+    summer = "what changed with churn over the summer of 2026?"
+    pair = change_pair(summer, three, cue=detect_cue(summer, 2026, TODAY))
+    assert pair is not None and (pair[0].version, pair[1].version) == ("1.5.0", "2.0.0")
+    quiet = "what changed with churn over the summer of 2025?"  # 1.5.0 was in effect the whole summer
+    assert change_pair(quiet, three, cue=detect_cue(quiet, 2026, TODAY)) is None
+
+
+def test_a_missing_apostrophe_still_asks_what_changed(three):
+    question = "whats different between churn v1 and v2"
+    assert asks_change(question)
+    pair = change_pair(question, three)
+    assert pair is not None and (pair[0].version, pair[1].version) == ("1.5.0", "2.0.0")  # v1 = the newest 1.x
+
+
+def test_the_old_worked_example_is_a_previous_version_cue(three):
+    cue = detect_cue("what was the april 2026 churn figure in the old worked example?", 2026, TODAY)
+    assert cue is not None and cue.relative == "previous" and cue_version(cue, three).version == "1.5.0"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question,detail", [
+    # the question's rare words find a detail the two meaning rankings rank low: it is quoted too
+    ("which decision record did the original churn definition come from", "DR-009"),
+    ("when were monthly churn figures final under the first version?", "5th of the following month"),
+])
+def test_a_pinned_answer_quotes_the_detail_the_question_asks_for(service: MeshService, question, detail):
+    answer = _ask(service, question)
+    assert answer.answerer.startswith("meshrag.versions.pinned@") and detail in answer.text, answer.text
+    assert {c.product_version for c in answer.citations} == {"1.0.0"}
+
+
+@pytest.mark.slow
+def test_what_changed_over_the_summer_the_new_version_took_effect_is_a_diff(service: MeshService):
+    answer = _ask(service, "what changed with churn over the summer of 2026?")
+    assert answer.decision.get("rule") == "version-diff", answer.text
+    assert (answer.decision["from"], answer.decision["to"]) == ("1.0.0", "2.0.0")
