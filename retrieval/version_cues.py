@@ -22,13 +22,16 @@ _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 # Seasons (northern; winter Y = December Y-1 to February Y) and the parts of a year people name.
 SEASONS = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
 _PART = r"(?:early|mid|late)[- ]"
-_DATE = (rf"(\d{{4}}-\d{{2}}-\d{{2}}|q[1-4](?:\s+\d{{4}})?|(?:{_MONTH})\.?(?:\s+\d{{1,2}}(?!\d)(?:st|nd|rd|th)?)?"
+# A day first ("1 March 2026", "the 3rd of June"), as much of the world writes it; an ISO month ("2026-03").
+_DAY_FIRST = rf"\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTH})\.?(?:,?\s+\d{{4}})?"
+_DATE = (rf"(\d{{4}}-\d{{2}}-\d{{2}}|\d{{4}}-\d{{2}}(?![\d-])|{_DAY_FIRST}|q[1-4](?:\s+\d{{4}})?|(?:{_MONTH})\.?(?:\s+\d{{1,2}}(?!\d)(?:st|nd|rd|th)?)?"
          rf"(?:,?\s+\d{{4}})?|(?:{_PART})?(?:spring|summer|autumn|fall|winter)(?:\s+(?:of\s+)?\d{{4}})?"
          rf"|h[12](?:\s+\d{{4}})?|(?:first|second) half(?:\s+of)?(?:\s+\d{{4}})?|(?:{_PART})?\d{{4}}"
-         rf"|(?:last|this) (?:year|month|quarter))\b")
+         rf"|(?:last|this) (?:year|month|quarter|spring|summer|autumn|fall|winter))\b")
 _BEFORE = re.compile(rf"\b(?:before|prior to|until|up to|till)\s+(?:the\s+)?{_DATE}", re.IGNORECASE)
 _DURING = re.compile(rf"\b(?:in|during|back in|as of|as at|throughout|over|across)\s+(?:the\s+)?{_DATE}"
-                     r"|\b((?:last|this) (?:year|month|quarter))\b", re.IGNORECASE)
+                     r"|\b((?:last|this) (?:year|month|quarter|spring|summer|autumn|fall|winter))\b"
+                     rf"|\bon\s+(?:the\s+)?({_DAY_FIRST}|\d{{4}}-\d{{2}}-\d{{2}})\b", re.IGNORECASE)
 _NUMBERED = re.compile(r"\b(?:version|ver\.?|v)\s?(\d+(?:\.\d+){0,2})\b|\b(\d+\.\d+\.\d+)\b|\b(\d+)\.x\b", re.IGNORECASE)
 _WORD_NUMBERS = {"one": "1", "two": "2", "three": "3", "four": "4"}
 # "before v2", "pre-2.0", "prior to version 2": the version preceding the one named; "after v1": the next.
@@ -48,12 +51,14 @@ _PREVIOUS = re.compile(
     rf"(?<!how )\b(?:previous|prior|earlier|old|older|former|superseded|legacy)\s+(?:\w+\s+){{0,2}}?{_THING}\b"
     r"|\bpreviously\b|\bused to\b|\bformerly\b|\bback then\b|\bin the past\b|\buntil recently\b"
     r"|\b(?:before|earlier)\s*[?.!]*\s*$"
-    r"|\bbefore (?:the |it |they |we |this |that )?(?:\w+\s+){0,2}?(?:chang\w*|switch\w*|updat\w*|revis\w*)\b"
+    r"|\b(?:before|prior to|ahead of|until) (?:the |it |they |we |this |that |our )?(?:\w+\s+){0,2}?"
+    r"(?:chang\w*|switch\w*|updat\w*|revis\w*|rewr[io]t\w*|overhaul\w*|new (?:rule|definition|version))\b"
     rf"|\bbefore the (?:new|newest|latest|last|current|recent|most recent)\s+(?:\w+\s+)?{_THING}\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(?:what|whats|which|how)\b.*\b(?:chang\w*|differ\w*)\b|\bcompar\w*\b|\bdiff\b"
                      r"|\bwhat(?:'?s| is| was) new\b"
                      r"|\bhow (?:has|have|did) .*\bevolv\w*", re.IGNORECASE)
 _VERSUS = re.compile(r"\b(?:vs\.?|versus)\b", re.IGNORECASE)
+_TWO_SIDES = re.compile(r"\b(?:chang\w*|differ\w*|delta|diffs?|new)\b|->|=>|→", re.IGNORECASE)
 # Change over time ("what changed", "what's new", "how has it evolved"), not a comparison of two things.
 _CHANGED = re.compile(r"\bwhat(?:'?s| has| have)?\s+(?:been\s+)?changed\b|\bwhat (?:were|are) the changes\b"
                       r"|\bhow (?:has|have|did|does) (?:\w+\s+){1,6}?chang(?:ed|e)\s*[?.!]*\s*$"
@@ -63,7 +68,9 @@ _VERSIONS_WORD = re.compile(r"\bversions\b|\b(?:new|newest|latest|last|previous|
 # A "during" date is also the time of the data asked about ("churn in Q2 2026"); it is a version cue when the
 # question asks how something was defined, counted or treated then.
 RULE_WORDS = re.compile(r"\b(?:rule\w*|defin\w*|mean\w*|count\w*|treat\w*|handl\w*|calculat\w*|measur\w*|"
-                        r"work\w*|polic\w*|criteri\w*|formula|method|includ\w*|exclud\w*|based)\b", re.IGNORECASE)
+                        r"work\w*|polic\w*|criteri\w*|formula|method|includ\w*|exclud\w*|based|"
+                        # "when did a failed payment become churn", "what was considered a churned subscriber"
+                        r"becam\w*|becom\w*|turn\w* into|consider\w*|regard\w*|qualif\w*|classed)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,19 @@ def _end_of_month(y: int, month: int) -> date:
 def _span(text: str, year: int, today: date) -> tuple[date, date] | None:
     """The first and last day a date phrase names (a day, a month, a quarter, a year, "last year")."""
     t = text.lower().strip().rstrip(".")
+    if m := re.fullmatch(r"(last|this) (spring|summer|autumn|fall|winter)", t):
+        # "last spring": the latest that has ended by today; "this winter": the one today's year names
+        y = today.year + (m.group(2) == "winter" and today.month == 12)
+        span = _span(f"{m.group(2)} {y}", y, today)
+        while m.group(1) == "last" and span is not None and span[1] >= today:
+            y -= 1
+            span = _span(f"{m.group(2)} {y}", y, today)
+        return span
+    if m := re.fullmatch(rf"(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH})\.?(?:,?\s+(\d{{4}}))?", t):
+        d = date(int(m.group(3) or year), MONTHS[m.group(2)], int(m.group(1)))
+        return d, d
+    if m := re.fullmatch(r"(\d{4})-(\d{2})", t):
+        return date(int(m.group(1)), int(m.group(2)), 1), _end_of_month(int(m.group(1)), int(m.group(2)))
     if m := re.fullmatch(r"(last|this) (year|month|quarter)", t):
         back = m.group(1) == "last"
         if m.group(2) == "year":
@@ -179,8 +199,11 @@ def detect_cue(question: str, year: int, today: date | None = None) -> VersionCu
 
 def asks_change(question: str) -> bool:
     """"What changed / how does it differ / compare v1 and v2 / v1 vs v2"."""
-    return bool(_CHANGE.search(question) or (_VERSUS.search(question) and
-                                             (named_numbers(question) or positions(question))))
+    if _CHANGE.search(question):
+        return True
+    named = set(named_numbers(question)) | set(positions(question))
+    # "v1 vs v2", "v1 -> v2 changes", "from v1 to v2, differences?": two versions named with a comparison
+    return bool(named and _VERSUS.search(question)) or (len(named) >= 2 and bool(_TWO_SIDES.search(question)))
 
 
 def by_number(versions: Sequence[ProductVersion], number: str) -> ProductVersion | None:

@@ -18,7 +18,9 @@ Answers (`VersionRouter.answer`, before any other answerer):
   embedder's cosine), and the passages that differ from the version that replaced it (the old rule) by
   meaning; the top of their reciprocal-rank fusion is quoted, and the best of each beside it; led by the
   first changed sentence of the best passage's document (its definition), each quote citing its version's
-  chunk. When no topic word of the question is in that version,
+  chunk; a question asking when ("on which day were figures final") adds a fourth ranking, the passages
+  that state a time, by the question's other words. Two versions named diff only a product named, linked
+  or best retrieved. When no topic word of the question is in that version,
   the pipeline's answerer answers from the pinned hits (and may abstain);
 - a version the product does not have ("version 3"): an abstention naming the versions that exist.
 """
@@ -26,6 +28,7 @@ Answers (`VersionRouter.answer`, before any other answerer):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
@@ -35,7 +38,8 @@ from indexing.releases import ProductEntry
 from knowledge.cards import CATALOG_DOCUMENT
 from knowledge.errors import ProductNotFound
 from knowledge.versions import version_key
-from retrieval.discovery.recognise import FUNCTION_WORDS, same_word, words
+from retrieval.discovery.recognise import FUNCTION_WORDS
+from retrieval.discovery.words import same_word, words
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.types import Answer, AnswerSentence, RetrievedChunk, SearchRequest, SearchResult
 from retrieval.version_cues import (
@@ -60,9 +64,15 @@ __all__ = ["NAME", "VERSION", "VersionCue", "VersionRouter", "by_number", "chang
            "detect_cue", "document_changes"]
 
 NAME = "meshrag.versions"
-VERSION = "3"
+VERSION = "4"
 MAX_CHANGES = 6  # changed passages quoted in a "what changed" answer
 MAX_QUOTED = 3  # fused passages of an older version quoted in a pinned answer (plus its lead and each ranking's best)
+
+
+_ASKS_TIME = re.compile(r"\b(?:when|what (?:day|date|time)|which (?:day|date)|how (?:soon|late)|by what)\b",
+                        re.IGNORECASE)
+_STATES_TIME = re.compile(r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}(?:st|nd|rd|th)|day[- ]\d+|(?:on|by|until|after) the \w+ "
+                          r"(?:day|of)|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{4})\b", re.IGNORECASE)
 
 
 def _plain(text: str) -> str:
@@ -179,6 +189,8 @@ class VersionRouter:
             return replace(found, params={**found.params, "version_missing": spec})
         pair = change_pair(req.query, versions, default=strong and self._changed_hit(found, pid, versions),
                            cue=cue) if change else None
+        if pair is not None and not (strong or best):
+            return found  # versions named of a product the question neither names nor mainly retrieves
         if pair is not None:
             try:
                 return self.diff(req, pid, pair[0].version, pair[1].version)
@@ -314,11 +326,17 @@ class VersionRouter:
         cosine = self._similarity(question, old.entry.chunk_version, units)
         by_meaning = sorted(order, key=lambda s: (-cosine[s], order[s]))
         by_change = [s for s in by_meaning if s in changed]
-        fused = reciprocal_rank_fusion({"words": by_words, "meaning": by_meaning, "changed": by_change})
+        # A question asking when ("on which day were figures final") is answered by a passage stating a time:
+        # those passages by the question's words then meaning, a fourth ranking (empty for any other question).
+        timed = [s for s in order if _ASKS_TIME.search(question) and _STATES_TIME.search(s)]
+        topic = _relevance(_ASKS_TIME.sub(" ", question), units) if timed else {}  # "which day": not a topic
+        by_time = sorted(timed, key=lambda s: (-topic[s], -cosine[s], order[s]))
+        fused = reciprocal_rank_fusion({"words": by_words, "meaning": by_meaning, "changed": by_change,
+                                        "time": by_time})
         chunk_of = dict(units)
         # The fused top passages, and each ranking's best beside them (a detail the question's rare words find,
         # such as a date or a record number, is not outvoted by the two meaning rankings).
-        best = [ranking[0] for ranking in (by_words, by_meaning, by_change) if ranking]
+        best = [ranking[0] for ranking in (by_words, by_meaning, by_change, by_time) if ranking]
         picks = [(s, chunk_of[s]) for s in dict.fromkeys([*(s for s, _ in fused[:MAX_QUOTED]), *best])]
         prose = {s for s, _ in sentence_units(old_chunks)}
         lead = next((sc for sc in units if sc[0] in changed and sc[0] in prose

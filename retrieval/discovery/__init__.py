@@ -5,7 +5,7 @@ team or person owns, which confidential ones I can read, which are in a domain, 
 plain sentences of facts, each citing the descriptor or contract span it states. Anything else returns
 None and the pipeline's answerer answers as before.
 
-recognise (what is asked, catalog linking, filters) · cache (`CatalogFacts`: fact sheets and linking
+recognise (what is asked, catalog linking, filters) · words (word forms, `same_word`) · cache (`CatalogFacts`: fact sheets and linking
 vocabularies, read once per catalog) · answer (`DiscoveryAnswerer`: sentences and their fact citations).
 
 Recognition is two small rule sets over the catalog's own vocabulary, never over our golden questions:

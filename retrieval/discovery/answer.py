@@ -29,7 +29,7 @@ from retrieval.discovery.recognise import _WHO, Recognised, recognise
 from retrieval.types import Answer, AnswerSentence, Citation, RetrievedChunk, SearchRequest, ShortAnswer
 
 NAME = "discovery"
-VERSION = "3"
+VERSION = "4"
 ANSWERER = f"{NAME}@{VERSION}"
 
 

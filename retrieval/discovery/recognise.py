@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 from knowledge.catalog_search import QUESTION_WORDS
 from knowledge.model import CLASSIFICATIONS, KnowledgeProduct, Principal
+from retrieval.discovery.words import _match, _words
 from retrieval.fusion import reciprocal_rank_fusion
 
 if TYPE_CHECKING:
     from retrieval.discovery.cache import CatalogFacts
 
-_WORD = re.compile(r"[a-z0-9]+")
 
 # What a question asks for: fact group → cue pattern. Order = the order sentences are written in.
 ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in {
@@ -40,12 +40,15 @@ ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in 
                  r"last (updated|changed|reviewed|touched|edited|modified)|updated|reviews?|reviewed|looked over|"
                  r"how often|how recent\w*|touched|overdue|past due|gone (off|stale|old)|"
                  r"(updated|reviewed|looked at|touched|checked)(\s+\S+){0,6}?\s+recently|"
-                 r"recently (updated|reviewed|looked at|touched|checked))\b"
+                 r"recently (updated|reviewed|looked at|touched|checked)|"
+                 # "still valid or expired?", "is it obsolete": whether a product can still be relied on
+                 r"still (valid|accurate|reliable|usable|good)|valid or|expired|obsolete)\b"
                  # "current" said of a product ("is it still current?"), not of a version or a rule
                  r"|\bcurrent\b(?=\s*(?:[?.!,;]|$|or\b|and\b|enough\b))",
     "retention": r"\b(retain\w*|retention|kept|keep|hang on to|hold on to|old (versions|copies|releases|snapshots)|"
                  r"archiv\w*|stick around|(get|gets|are|is) (deleted|purged|thrown away))\b",
-    "classification": r"\b(classif\w*|confidential|restricted|sensitiv\w*|locked[ -]down|how (secret|private))\b"
+    "classification": r"\b(classif\w*|confidential|restricted|sensitiv\w*|locked[ -]down|secret|"
+                      r"open (to|for) (everybody|everyone|anyone|all))\b"
                       r"|\b(public|internal|private) or\b|\bor (public|internal|private)\b",
     "access": r"\b(who (can|may|is allowed to|gets to|is able to) (read|see|access|look at|view|open)|allowed to|"
               r"read access|access|(which|what) roles?|roles? (can|may|with|have)|permission\w*|"
@@ -73,7 +76,7 @@ PRODUCT_NOUNS = re.compile(
     r"\b(products?|data|datasets?|docs|documentation|documents|knowledge base|kb|handbook|rulebook|catalog|"
     r"catalogue|stuff|numbers|figures|metrics?|kpis?|definitions?|reports?|reporting|wiki|runbooks?|guides?|"
     r"info|information|materials?|write-?ups?|pages?|content|knowledge|procedures|playbooks?|articles|manuals?|"
-    r"handbooks|sops)\b",
+    r"handbooks|sops|defs?|specs?|notes)\b",
     re.IGNORECASE)
 # Questions about products in the plural: "which products…", "which of our data…", "list…", "how many…".
 PLURAL = re.compile(
@@ -95,7 +98,7 @@ SOME = re.compile(
 # "what does <team or person> own / look after", "which products does <team> own"
 _OWNER_AGGREGATE = re.compile(r"\b(what|which)\b", re.IGNORECASE)
 _WHO = re.compile(r"^\s*(who|whom|who's|whos|whose)\b", re.IGNORECASE)
-_STALE = re.compile(r"\b(stale\w*|out[ -]?of[ -]?date|outdated|overdue|past (its|their) \w*\s*sla|not (up[ -]?to[ -]?"
+_STALE = re.compile(r"\b(stale\w*|out[ -]?of[ -]?date|outdated|overdue|expired|obsolete|past (its|their) \w*\s*sla|not (up[ -]?to[ -]?"
                     r"date|fresh)|behind)\b", re.IGNORECASE)
 _FRESH = re.compile(r"\b(fresh|up[ -]?to[ -]?date|current)\b", re.IGNORECASE)
 _READABLE = re.compile(r"\b(can|may) i (\w+ )?(read|see|access|open|use|get into)\b|"
@@ -119,12 +122,6 @@ _FUNCTION = frozenset(QUESTION_WORDS | {
 FUNCTION_WORDS = _FUNCTION
 
 
-@lru_cache(maxsize=4096)
-def _words(text: str) -> tuple[str, ...]:
-    """Lower-case words (names, teams and titles recur on every question: remembered)."""
-    return tuple(_WORD.findall(text.lower()))
-
-
 @lru_cache(maxsize=64)
 def _literals(pattern: re.Pattern[str]) -> frozenset[str]:
     """The words a cue pattern spells out (not those its gaps, `.*` or `\\w+`, match)."""
@@ -144,58 +141,6 @@ def _cue_words(question: str) -> set[str]:
                 for s in spelled))
     return out
 
-
-def words(text: str) -> list[str]:
-    """The lower-cased words of a text."""
-    return list(_words(text))
-
-
-# Endings that make another form of the same word ("roasted"–"roasting", "defined"–"definition").
-_ENDINGS = frozenset({
-    "", "s", "es", "e", "ed", "d", "ing", "er", "ers", "ly", "y", "ies", "ied", "ion", "ions", "ation", "ations",
-    "ition", "itions", "ication", "ications", "cation", "cations", "ment", "ments", "al", "ive", "ity", "ness", "able", "ible", "ise",
-    "ize", "ised", "ized", "or", "ors", "ance", "ence", "ant", "ent", "ic", "ics", "ical", "age", "ages"})
-
-
-def _one_edit(a: str, b: str) -> bool:
-    """One letter inserted, dropped, replaced, or two neighbours swapped."""
-    if abs(len(a) - len(b)) > 1:
-        return False
-    if len(a) > len(b):
-        a, b = b, a
-    i = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
-    if len(a) < len(b):
-        return a[i:] == b[i + 1:]
-    return a[i + 1:] == b[i + 1:] or (a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1])
-
-
-@lru_cache(maxsize=1 << 16)
-def _match(q: str, w: str) -> bool:
-    """Same word, or one a form of the other: the shorter (4+ letters) begins the longer ("comp"–
-    "compensation", "refund"–"refunds"); a shared stem of 4+ letters with word endings after it ("roasted"–
-    "roasting", "defined"–"definition", "cancelled"–"cancels", not "handles"–"handbook"); or a typo in a
-    word of 7+ letters ("fulfillment"–"fulfilment")."""
-    if q == w:
-        return True
-    short, long_ = (q, w) if len(q) <= len(w) else (w, q)
-    if len(short) >= 4 and long_.startswith(short):
-        return True
-    common = 0
-    for a, b in zip(q, w, strict=False):
-        if a != b:
-            break
-        common += 1
-    if common >= 4:
-        rest_q, rest_w = q[common:], w[common:]
-        # a doubled final consonant ("cancel-led", "ship-ping") belongs to the ending
-        rest_q = rest_q[1:] if rest_q[:1] == q[common - 1] else rest_q
-        rest_w = rest_w[1:] if rest_w[:1] == w[common - 1] else rest_w
-        if rest_q in _ENDINGS and rest_w in _ENDINGS:
-            return True
-    return len(short) >= 7 and q[0] == w[0] and _one_edit(q, w)
-
-
-same_word = _match
 
 
 @dataclass(frozen=True)
@@ -339,6 +284,9 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
     `evidence`: the text of each retrieved product's hits (what retrieval found the question's words in)."""
     asks = asked(question)
     plural = bool(PLURAL.search(question))
+    some = bool(SOME.search(question) or (_domain_phrase(question, visible) and _OWNER_AGGREGATE.search(question)))
+    if not (asks or plural or some):
+        return None  # what the rest would conclude, without matching every team and person (most questions)
     people = _people(visible)
     teams = sorted({p.team for p in visible})
     team = next((t for t in teams if _named(question, t)), None)
@@ -354,7 +302,6 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
     owner_aggregate = ("owner" in asks and (team or person or subject) is not None
                        and _OWNER_AGGREGATE.search(question) and not _WHO.search(question))
     filters = _filters(question, asks, visible, team, person, plural)
-    some = bool(SOME.search(question) or (_domain_phrase(question, visible) and _OWNER_AGGREGATE.search(question)))
     stated = {"freshness", "classification", "readable"} & set(filters) or (
         "domain" in filters and _domain_phrase(question, visible))
     if not (plural or owner_aggregate) and some and stated and not any(_title_named(question, p) for p in visible):
@@ -401,9 +348,17 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
         return None
     chosen = _best(linked, retrieved)
     # "who do I ping about X": whom to contact about a topic is the catalog's answer, product noun or not.
-    if not (noun or "contact" in asks or any(_title_named(question, by_id[pid]) for pid in chosen)):
+    if not (noun or "contact" in asks or _fragment(question)
+            or any(_title_named(question, by_id[pid]) for pid in chosen)):
         return None
     return Recognised(asks=tuple(asks), products=chosen, linked_by="catalog")
+
+
+def _fragment(question: str) -> bool:
+    """A chat fragment ("churn owner?", "refunds: classification?"): a few words, no question word or verb
+    of its own, so the fact asked and the topic that links a product are all it says."""
+    ws = _words(question)
+    return len(ws) <= 4 and not set(ws) & QUESTION_WORDS
 
 
 def _covers(question: str, product: KnowledgeProduct, principal: Principal, facts: CatalogFacts,

@@ -57,6 +57,13 @@ def three():
     ("how was churn measured last year?", "1.5.0"),  # 2025-12-31
     ("what did churn mean in Q1 2025?", "1.0.0"),  # 2025-03-31, before 1.5.0
     ("how is churn counted this year?", "2.0.0"),
+    # other users' wording (dev set 3)
+    ("as of 1 March 2026 how were gift subs counted in churn", "1.5.0"),  # a day written first
+    ("how were pauses treated on the 3rd of June 2025?", "1.5.0"),
+    ("what was the churn rule in 2025-03?", "1.0.0"),  # an ISO month
+    ("how did we treat gift subs in churn last spring?", "1.5.0"),  # spring 2026: March to May
+    ("prior to the update, were paused subscribers ever churned?", "1.5.0"),
+    ("before they rewrote it, how was churn counted?", "1.5.0"),
 ])
 def test_cues_select_a_version(three, question, version):
     cue = detect_cue(question, 2026, TODAY)
@@ -208,3 +215,28 @@ def test_what_changed_over_the_summer_the_new_version_took_effect_is_a_diff(serv
     answer = _ask(service, "what changed with churn over the summer of 2026?")
     assert answer.decision.get("rule") == "version-diff", answer.text
     assert (answer.decision["from"], answer.decision["to"]) == ("1.0.0", "2.0.0")
+
+
+def test_last_season_is_the_latest_one_over():
+    assert detect_cue("how was churn counted last winter?", 2026, date(2026, 1, 15)).span == (
+        date(2024, 12, 1), date(2025, 2, 28))
+    assert detect_cue("how was churn counted last summer?", 2026, TODAY).span == (date(2026, 6, 1), date(2026, 8, 31))
+
+
+@pytest.mark.parametrize("question,pair", [
+    ("churn v1 -> v2 changes pls", ("1.5.0", "2.0.0")),  # "v1": the newest 1.x
+    ("from v1.5 to v2, differences?", ("1.5.0", "2.0.0")),
+])
+def test_two_versions_named_with_a_change_word(three, question, pair):
+    assert asks_change(question)
+    found = change_pair(question, three)
+    assert found is not None and (found[0].version, found[1].version) == pair
+
+
+def test_two_versions_named_without_a_change_word_is_no_diff():
+    assert not asks_change("what did v1 and v2 say about pauses?")
+
+
+def test_becoming_churn_is_a_rule_asked_about():
+    assert RULE_WORDS.search("back in spring, a failed payment became churn when?")
+    assert not RULE_WORDS.search("what was our churn rate back in spring?")

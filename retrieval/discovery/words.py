@@ -1,0 +1,69 @@
+"""Word matching of discovery and version questions: the lower-cased words of a text and `same_word`, whether
+two words are forms of one another (a prefix, a shared stem with word endings, or a typo)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@lru_cache(maxsize=4096)
+def _words(text: str) -> tuple[str, ...]:
+    """Lower-case words (names, teams and titles recur on every question: remembered)."""
+    return tuple(_WORD.findall(text.lower()))
+
+
+
+def words(text: str) -> list[str]:
+    """The lower-cased words of a text."""
+    return list(_words(text))
+
+
+# Endings that make another form of the same word ("roasted"–"roasting", "defined"–"definition").
+_ENDINGS = frozenset({
+    "", "s", "es", "e", "ed", "d", "ing", "er", "ers", "ly", "y", "ies", "ied", "ion", "ions", "ation", "ations",
+    "ition", "itions", "ication", "ications", "cation", "cations", "ment", "ments", "al", "ive", "ity", "ness", "able", "ible", "ise",
+    "ize", "ised", "ized", "or", "ors", "ance", "ence", "ant", "ent", "ic", "ics", "ical", "age", "ages"})
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """One letter inserted, dropped, replaced, or two neighbours swapped."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    if len(a) < len(b):
+        return a[i:] == b[i + 1:]
+    return a[i + 1:] == b[i + 1:] or (a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1])
+
+
+@lru_cache(maxsize=1 << 16)
+def _match(q: str, w: str) -> bool:
+    """Same word, or one a form of the other: the shorter (4+ letters) begins the longer ("comp"–
+    "compensation", "refund"–"refunds"); a shared stem of 4+ letters with word endings after it ("roasted"–
+    "roasting", "defined"–"definition", "cancelled"–"cancels", not "handles"–"handbook"); or a typo in a
+    word of 7+ letters ("fulfillment"–"fulfilment")."""
+    if q == w:
+        return True
+    short, long_ = (q, w) if len(q) <= len(w) else (w, q)
+    if len(short) >= 4 and long_.startswith(short):
+        return True
+    common = 0
+    for a, b in zip(q, w, strict=False):
+        if a != b:
+            break
+        common += 1
+    if common >= 4:
+        rest_q, rest_w = q[common:], w[common:]
+        # a doubled final consonant ("cancel-led", "ship-ping") belongs to the ending
+        rest_q = rest_q[1:] if rest_q[:1] == q[common - 1] else rest_q
+        rest_w = rest_w[1:] if rest_w[:1] == w[common - 1] else rest_w
+        if rest_q in _ENDINGS and rest_w in _ENDINGS:
+            return True
+    return len(short) >= 7 and q[0] == w[0] and _one_edit(q, w)
+
+
+same_word = _match
