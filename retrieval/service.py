@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 from indexing.embedding_cache import open_embedding_cache
 from indexing.pii import PiiScanner
@@ -62,7 +64,7 @@ class MeshService:
         self.settings = settings
         self.context = context or ServingContext(settings)
         self._searcher = MeshSearcher(self.context)
-        self._versions = VersionRouter(self.context, self._searcher.search)
+        self._versions = VersionRouter(self.context, self._searcher.search, embed_passages=self._passage_vectors)
         self._discovery = DiscoveryAnswerer(lambda: self.context.catalog, source_update=self._source_update)
         self._answerer = answerer
         self._provenance = provenance
@@ -134,6 +136,7 @@ class MeshService:
         for entry in (*resolved.products.values(), *kept):
             for chunk in self.context.chunks_of(entry.chunk_version):
                 texts.extend(answerer.passages(chunk))
+        texts.extend(self._versions.passages(resolved))  # what answers about older versions compare with
         distinct = list(dict.fromkeys(texts))
         todo = scorer.missing(distinct)
         for first in range(0, len(todo), batch):
@@ -148,6 +151,14 @@ class MeshService:
                 scorer.embed(distinct[first:first + 1024])
         return {"release_id": resolved.id, "passages": len(distinct), "embedded": len(todo),
                 "in_memory": in_memory, "seconds": round(time.perf_counter() - t0, 3)}
+
+    def _passage_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Passage vectors through the answerer's scorer (cached in memory and in the embedding cache that
+        `prepare_answer_vectors` fills), or straight from the embedder when the answerer has none."""
+        scorer = getattr(self._answerer, "scorer", None)
+        if isinstance(scorer, SupportScorer):
+            return scorer.embed(texts)
+        return self.context.embedder.embed_documents(list(texts))
 
     # ------------------------------------------------------------------------------------------ flows
     @cached_property

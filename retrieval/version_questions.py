@@ -34,7 +34,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from indexing.releases import ProductEntry
+from indexing.releases import ProductEntry, Release
 from knowledge.cards import CATALOG_DOCUMENT
 from knowledge.errors import ProductNotFound
 from knowledge.versions import version_key
@@ -149,11 +149,26 @@ class VersionRouter:
     VERSION = VERSION
 
     def __init__(self, context: ServingContext, search: Callable[[SearchRequest], SearchResult],
-                 today: Callable[[], date] = date.today) -> None:
+                 today: Callable[[], date] = date.today,
+                 embed_passages: Callable[[Sequence[str]], Any] | None = None) -> None:
+        """`embed_passages`: passage vectors of texts, cached (the answerer's scorer: in memory and in the
+        data dir's embedding cache, filled ahead by `passages`); default: the embedder, uncached."""
         self.context = context
         self._search = search
         self._today = today
+        self._embed_passages = embed_passages or (lambda texts: context.embedder.embed_documents(list(texts)))
         self._vectors: dict[str, tuple[tuple[str, ...], Any]] = {}  # chunk version → its sentences' vectors
+
+    def passages(self, release: Release) -> list[str]:
+        """Every sentence an answer about an older version may compare a question with (each version that a
+        newer one replaced), as `_similarity` embeds it: embedded ahead with the answer passages, so the
+        first question about an old version does not wait for hundreds of sentences to be embedded."""
+        out: list[str] = []
+        for versions in self.context.product_versions(release).values():
+            for old in versions[:-1]:
+                chunks = [c for c in self.context.chunks_of(old.entry.chunk_version) if c.document != CATALOG_DOCUMENT]
+                out.extend(_plain(s) for s, _ in sentence_units(chunks, tables=True))
+        return out
 
     def search(self, req: SearchRequest) -> SearchResult:
         """The ask's retrieval: pinned by a version question's cue, or a diff of two versions, else as asked."""
@@ -224,12 +239,12 @@ class VersionRouter:
         return next((h.product_id for h in found.hits if h.product_id in readable), None), "hits"
 
     def _similarity(self, question: str, chunk_version: str, units: Sequence[tuple[str, Any]]) -> dict[str, float]:
-        """Cosine of the question with each sentence of a version (embedded once per version; alone, as a
-        breadcrumb would make every sentence of a document alike)."""
+        """Cosine of the question with each sentence of a version (alone, as a breadcrumb would make every
+        sentence of a document alike; vectors from `embed_passages`, kept here per version)."""
         sentences = tuple(s for s, _ in units)
         cached = self._vectors.get(chunk_version)
         if cached is None or cached[0] != sentences:
-            cached = (sentences, self.context.embedder.embed_documents([_plain(s) for s in sentences]))
+            cached = (sentences, self._embed_passages([_plain(s) for s in sentences]))
             self._vectors[chunk_version] = cached
         q = self.context.embedder.embed_query(question)
         return dict(zip(sentences, (float(v) for v in cached[1] @ q), strict=True))

@@ -25,6 +25,7 @@ from retrieval.version_cues import (
     detect_cue,
     missing_numbers,
 )
+from retrieval.version_questions import VersionRouter
 from retrieval.versions import version_index
 
 PRODUCT = "customer.subscription-metrics"
@@ -240,3 +241,13 @@ def test_two_versions_named_without_a_change_word_is_no_diff():
 def test_becoming_churn_is_a_rule_asked_about():
     assert RULE_WORDS.search("back in spring, a failed payment became churn when?")
     assert not RULE_WORDS.search("what was our churn rate back in spring?")
+
+
+@pytest.mark.slow
+def test_an_older_versions_sentences_are_embedded_ahead_with_the_answer_passages(service: MeshService):
+    # The first question about an older version must not wait for its sentences to be embedded (about half
+    # a second for the sample's churn rule 1.0.0 on two cores).
+    report = service.prepare_answer_vectors()
+    older = VersionRouter(service.context, service.search).passages(service.context.release())
+    assert older and report["passages"] >= len(set(older))
+    assert service.answerer.scorer.missing(older) == []
