@@ -140,10 +140,15 @@ class RequestContextMiddleware:
 
 
 def _route_of(scope: Scope) -> str:
-    """The matched route's template (`/v1/catalog/{product_id}`), never the raw path (unbounded labels)."""
+    """The matched route's template (`/v1/catalog/{product_id}`), never the raw path (unbounded labels);
+    inside a mounted app (MCP at /mcp) the mount's path comes first, else every MCP call would be "/"."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    root = scope.get("root_path", "")
+    mount = root[len(scope.get("app_root_path", root)):]
+    if not isinstance(path, str):  # answered before the mounted app routed it (MCP's 401), or by no route
+        return f"{mount}/" if mount else "unmatched"
+    return mount + path
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,8 @@ __all__ = ["AskResult", "MeshService", "ReplayReport"]
 
 # How long an answer's freshness facts reuse a product's newest source time before scanning again.
 SOURCE_SCAN_TTL_S = 60.0
+QUESTION_FILTER_CACHE = 4096  # questions whose stored (PII-redacted) form is remembered
+
 
 @dataclass(frozen=True)
 class ReplayReport:
@@ -70,6 +72,9 @@ class MeshService:
         self._provenance = provenance
         self._source_scans: dict[str, tuple[float, datetime | None]] = {}
         self._scan_lock = threading.Lock()
+        # A question asked again (a retry, a shared link, a benchmark's repeat pass) is not scanned again.
+        self._redacted = lru_cache(maxsize=QUESTION_FILTER_CACHE)(self._redact)
+        self._public_names: tuple[object, tuple[str, ...]] | None = None  # (catalog, its published names)
 
     def warm_up(self) -> None:
         self.context.warm_up()
@@ -191,8 +196,14 @@ class MeshService:
         (the indexer's scanner with every recognizer, whatever a product's policy: a question belongs to
         no product). Names the catalog publishes (owners, team members) stay as written."""
         catalog = self.context.catalog
-        public = [n for p in catalog.products.values() for n in (p.owner.name, *(m.name for m in p.members))]
-        return self._pii.redact_text(question, public_names=public)[0]
+        seen = self._public_names
+        if seen is None or seen[0] is not catalog:
+            names = tuple(n for p in catalog.products.values() for n in (p.owner.name, *(m.name for m in p.members)))
+            seen = self._public_names = (catalog, names)
+        return self._redacted(question, seen[1])
+
+    def _redact(self, question: str, public_names: tuple[str, ...]) -> str:
+        return self._pii.redact_text(question, public_names=public_names)[0]
 
     def cited_products(self, answer: Answer, principal: Principal) -> tuple[ProductFacts, ...]:
         """Catalog facts of the products an answer cites (all readable: citations come from trimmed hits)."""

@@ -75,3 +75,21 @@ def test_mcp_over_stdio_as_a_role(api_data_dir):
     cards, answer = anyio.run(run)
     assert cards.structured_content["result"][0]["id"] == "finance.revenue-reporting"
     assert "Hannah Lindqvist" in answer.structured_content["text"]
+
+
+def test_mcp_calls_are_counted_under_the_mcp_route(api):
+    import httpx
+
+    from tests.api.test_http_routes import counter
+
+    def posts(text: str, status: str) -> float:
+        return counter(text, "meshrag_http_requests_total", method="POST", route="/mcp/", status=status)
+
+    before = httpx.get(f"{api.url}/metrics").text
+    httpx.post(f"{api.url}/mcp/", headers={"Authorization": "Bearer mr_nope_nope"},
+               json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    anyio.run(_call, f"{api.url}/mcp/", {}, "search_catalog", {"query": ""})
+    after = httpx.get(f"{api.url}/metrics").text
+    assert posts(after, "401") == posts(before, "401") + 1
+    assert posts(after, "200") >= posts(before, "200") + 3  # initialize, tools/list, tools/call
+    assert 'route="/"' not in after
