@@ -5,6 +5,7 @@ facts alone for one who may only discover it) and its kept older versions (`hist
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 from knowledge.catalog import Catalog
@@ -54,8 +55,8 @@ class KeptVersions:
     def of(cls, product: KnowledgeProduct) -> KeptVersions:
         try:
             return cls(tuple(p.version for p in kept_versions(product)))
-        except ContractError as exc:
-            return cls(problem=str(exc))
+        except ContractError as exc:  # told to readers: file names relative to the product folder, no server paths
+            return cls(problem=str(exc).replace(f"{product.root}{os.sep}", ""))
 
 
 @dataclass

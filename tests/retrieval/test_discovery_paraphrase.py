@@ -5,6 +5,7 @@ read", topic words that no product covers, and a pinned (older-version) search l
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from knowledge.catalog import Catalog
 from knowledge.model import Principal
 from knowledge.settings import SAMPLE_MESH
 from retrieval.discovery import CatalogFacts, DiscoveryAnswerer, recognise
+from retrieval.discovery.cache import KeptVersions
 from retrieval.types import SearchRequest
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -199,3 +201,13 @@ def test_word_forms(a, b, same):
     from retrieval.discovery.words import same_word
 
     assert same_word(a, b) is same and same_word(b, a) is same
+
+
+def test_a_kept_contract_that_does_not_parse_is_reported_without_server_paths(tmp_path):
+    folder = tmp_path / "customer" / "subscription-metrics"
+    shutil.copytree(SAMPLE_MESH / "customer" / "subscription-metrics", folder)
+    (folder / "history" / "1.0.0" / "contract.yaml").write_text("version: [\n")
+    kept = KeptVersions.of(Catalog.load([tmp_path]).products["customer.subscription-metrics"])
+    assert kept.versions == () and kept.problem is not None
+    assert kept.problem.startswith("history/1.0.0/contract.yaml: the kept version's contract does not parse")
+    assert str(tmp_path) not in kept.problem
