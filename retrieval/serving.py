@@ -172,8 +172,9 @@ class ServingContext:
     @property
     def catalog(self) -> Catalog:
         """The catalog as of now (at most MESH_RECHECK_S old): reloaded when any descriptor or contract
-        under the mesh roots was added, removed or changed (valid or not). A product whose files stop validating keeps its last
-        valid version serving, marked invalid; its problem is logged once, when first seen."""
+        under the mesh roots was added, removed or changed (valid or not). A product whose files stop
+        validating keeps its last valid version serving, marked invalid; its problem is logged once, when
+        first seen."""
         self.require_warm()
         catalog = self._catalog
         assert catalog is not None

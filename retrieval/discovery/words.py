@@ -15,7 +15,6 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(text.lower()))
 
 
-
 def words(text: str) -> list[str]:
     """The lower-cased words of a text."""
     return list(_words(text))
