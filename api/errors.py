@@ -16,9 +16,9 @@ X-Request-ID header, and never a stack trace. Domain errors map as follows:
 
 Every entry point answers a 503 with `Retry-After: RETRY_AFTER_S`: REST and chat and SSE (before the
 stream starts) through the handlers below, the web pages through api/web/render.py, MCP's key check and
-the middlewares through `send_error`; MCP tool errors carry the same status in-band. In shared mode a
-lost PostgreSQL connection anywhere (vectors, releases, provenance, keys, sessions, the embedding cache)
-is a StoreUnavailable, and the next call reconnects: no restart needed.
+the middlewares through `send_error`; MCP tool errors carry the same status in-band, with
+`retry_after_s`. In shared mode a lost PostgreSQL connection anywhere (vectors, releases, provenance, keys,
+sessions, the embedding cache) is a StoreUnavailable, and the next call reconnects: no restart needed.
 
 A product the caller may not read is answered like one that does not exist (404, listing only readable
 products), never 403: a 403 would confirm that a restricted product with that id exists.

@@ -30,15 +30,19 @@ PrincipalResolver = Callable[[Any], Principal]
 def _domain_errors() -> Iterator[None]:
     """A domain error is an anticipated tool failure. The model reads the same error object REST would
     send (type, message, status; `fields` for limits), as JSON; the message never names what the caller
-    may not read. Anything else stays a crash with a generic message."""
+    may not read. A 503 (a store that cannot be reached) carries `retry_after_s`, the seconds REST sends as
+    Retry-After: an MCP tool result has no headers of its own. Anything else stays a crash with a generic
+    message."""
     try:
         yield
     except MeshragError as exc:
-        from api.errors import classify
+        from api.errors import RETRY_AFTER_S, classify
 
         status, kind, message = classify(exc)
         error: dict[str, Any] = {"type": kind, "message": message, "status": status,
                                  "request_id": current_request_id()}
+        if status == 503:
+            error["retry_after_s"] = RETRY_AFTER_S
         if isinstance(exc, RequestLimitExceeded):
             error["type"] = exc.kind
             error["fields"] = [{"loc": exc.loc, "msg": message, "type": exc.kind}]

@@ -4,6 +4,7 @@ retry hint; the next requests after it succeed without restarting the app."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,16 @@ def test_store_outage_is_503_and_recovers_without_restart(
                     err = r.json()["error"]
                     assert err["type"] == "store_unavailable" and "retry" in err["message"]
                     assert pg_dsn_schema.dsn not in r.text and "Traceback" not in r.text
+                # MCP answers a tool call in-band: the same error object, with the seconds to wait.
+                mcp = await c.post("/mcp/", headers={"Accept": "application/json, text/event-stream"}, json={
+                    "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "search", "arguments": search}})
+                assert mcp.status_code == 200, mcp.text
+                result = mcp.json()["result"]
+                assert result["isError"]
+                err = json.loads(result["content"][0]["text"].split(": ", 1)[1])["error"]  # "Error executing tool …: {…}"
+                assert err["status"] == 503 and err["type"] == "store_unavailable" and err["retry_after_s"] == 5
+                assert pg_dsn_schema.dsn not in mcp.text and "Traceback" not in mcp.text
                 ready = await c.get("/readyz")
                 assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
                 assert (await c.get("/healthz")).status_code == 200  # alive, just not ready
@@ -81,7 +92,7 @@ def test_store_outage_is_503_and_recovers_without_restart(
             )  # in PostgreSQL
             assert (await c.get("/readyz")).status_code == 200
             metrics = (await c.get("/metrics")).text
-            assert "meshrag_store_unavailable_total 3.0" in metrics
+            assert "meshrag_store_unavailable_total 3.0" in metrics  # REST only: MCP answered 200 in-band
             assert 'route="/v1/search",status="503"' in metrics
 
     asyncio.run(scenario())
