@@ -25,6 +25,7 @@ from retrieval.answer.extractive import ExtractiveAnswerer
 from retrieval.answer.model import load_answer_model
 from retrieval.answer.support import SupportScorer
 from retrieval.discovery import DiscoveryAnswerer, cites_discoverable_fact
+from retrieval.discovery.meaning import ProductCards
 from retrieval.pipeline import QUESTION_DIGEST, AskPipeline, AskResult, ProductFacts
 from retrieval.provenance import ProvenanceLog, ProvenanceRecord, create_provenance_log, not_found
 from retrieval.requests import CLIENT_ID, RequestLimits, new_request_id, scoped_request_id
@@ -67,7 +68,9 @@ class MeshService:
         self.context = context or ServingContext(settings)
         self._searcher = MeshSearcher(self.context)
         self._versions = VersionRouter(self.context, self._searcher.search, embed_passages=self._passage_vectors)
-        self._discovery = DiscoveryAnswerer(lambda: self.context.catalog, source_update=self._source_update)
+        self._discovery = DiscoveryAnswerer(lambda: self.context.catalog, source_update=self._source_update,
+                                            cards=ProductCards(self._passage_vectors,
+                                                               lambda q: self.context.embedder.embed_query(q)))
         self._answerer = answerer
         self._provenance = provenance
         self._source_scans: dict[str, tuple[float, datetime | None]] = {}
@@ -78,10 +81,10 @@ class MeshService:
 
     def warm_up(self) -> None:
         self.context.warm_up()
-        self._discovery.facts()  # read the catalog's facts now rather than in the first answer
         if self._answerer is None:
             self._answerer = self._create_answerer()
         self._answerer.warm_up()
+        self._discovery.warm_up()  # the catalog's facts and card vectors now rather than in the first answer
         if self._provenance is None:
             self._provenance = self._create_provenance()
         self._provenance.warm_up()

@@ -25,6 +25,7 @@ from knowledge.facts import (
 from knowledge.model import KnowledgeProduct, Principal
 from retrieval.answer.citations import with_markers
 from retrieval.discovery.cache import CatalogFacts, KeptVersions
+from retrieval.discovery.meaning import ProductCards, meaning_link
 from retrieval.discovery.recognise import _WHO, Recognised, recognise
 from retrieval.types import Answer, AnswerSentence, Citation, RetrievedChunk, SearchRequest, ShortAnswer
 
@@ -221,11 +222,13 @@ class DiscoveryAnswerer:
     name, version = NAME, VERSION
 
     def __init__(self, catalog: Callable[[], Catalog], *,
-                 source_update: Callable[[KnowledgeProduct], datetime | None] | None = None) -> None:
+                 source_update: Callable[[KnowledgeProduct], datetime | None] | None = None,
+                 cards: ProductCards | None = None) -> None:
         from knowledge.catalog import newest_source_update
 
         self._catalog = catalog
         self._source_update = source_update or newest_source_update
+        self._cards = cards  # linking by meaning (retrieval/discovery/meaning.py); None: catalog words only
         self._cached: CatalogFacts | None = None
         self._lock = threading.Lock()
 
@@ -238,6 +241,12 @@ class DiscoveryAnswerer:
                     self._cached = CatalogFacts.of(catalog, previous=self._cached)
                 cached = self._cached
         return cached
+
+    def warm_up(self) -> None:
+        """Read the catalog's facts and embed its cards now rather than in the first answer."""
+        facts = self.facts()
+        if self._cards is not None:
+            self._cards.vectors(facts.catalog)
 
     def visible(self, req: SearchRequest, catalog: Catalog) -> list[KnowledgeProduct]:
         """Products the principal may discover, narrowed by the request's filters (never widened)."""
@@ -258,7 +267,10 @@ class DiscoveryAnswerer:
         ranked = sorted(hits, key=lambda h: h.rank)
         retrieved = tuple(dict.fromkeys(h.product_id for h in ranked))
         evidence = {pid: " ".join(h.chunk.text for h in ranked if h.product_id == pid) for pid in retrieved}
-        found = recognise(req.query, visible, req.principal, facts, retrieved, evidence)
+        cards = self._cards
+        meaning = (lambda: meaning_link(cards.ranking(req.query, visible, req.principal, facts.catalog))
+                   ) if cards is not None else None
+        found = recognise(req.query, visible, req.principal, facts, retrieved, evidence, meaning)
         if found is None:
             return None
         draft = _Draft(release_id)

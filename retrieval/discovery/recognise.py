@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -29,7 +29,7 @@ ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in 
              r"|\bwhere (would|should|do|can|could|might) (i|we|one) (go|look|turn|start)\b"
              r"|\bwhat should i (read|use|look at|check)\b|\bshould i (use|read|look in|look at|check)\b",
     "purpose": r"\bwhat (does|do|is|'s)\b.*\b(cover|covers|contain|contains|hold|holds|include|includes|for|about)\b",
-    "owner": r"\b(own|owns|owned|owner|owners|ownership|in charge|responsible|maintain|maintains|maintained|"
+    "owner": r"\b(own|owns|owned|owner|owners|ownership|in charge|responsible|accountable|maintain|maintains|maintained|"
              r"maintainer|look after|looks after|looking after|behind|belong|belongs|steward\w*|lead|leads)\b"
              r"|\b(which|what) team\b|\bwho (runs|manages|curates|keeps)\b",
     "contact": r"\b(contact|ping|talk to|speak to|reach|reach out to|get in touch|email|message|whom)\b"
@@ -76,7 +76,7 @@ PRODUCT_NOUNS = re.compile(
     r"\b(products?|data|datasets?|docs|documentation|documents|knowledge base|kb|handbook|rulebook|catalog|"
     r"catalogue|stuff|numbers|figures|metrics?|kpis?|definitions?|reports?|reporting|wiki|runbooks?|guides?|"
     r"info|information|materials?|write-?ups?|pages?|content|knowledge|procedures|playbooks?|articles|manuals?|"
-    r"handbooks|sops|defs?|specs?|notes)\b",
+    r"handbooks|sops|defs?|specs?|notes|guidance|guidelines|collection|library|repository)\b",
     re.IGNORECASE)
 # Questions about products in the plural: "which products…", "which of our data…", "list…", "how many…".
 PLURAL = re.compile(
@@ -278,10 +278,13 @@ def _domain_phrase(question: str, visible: Sequence[KnowledgeProduct]) -> bool:
 
 
 def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Principal, facts: CatalogFacts,
-              retrieved: Sequence[str] = (), evidence: Mapping[str, str] | None = None) -> Recognised | None:
+              retrieved: Sequence[str] = (), evidence: Mapping[str, str] | None = None,
+              meaning: Callable[[], str | None] | None = None) -> Recognised | None:
     """What the question asks of the catalog, or None when it is not a discovery question. `visible`:
     the products the principal may discover; `retrieved`: products of the retrieval hits, best first;
-    `evidence`: the text of each retrieved product's hits (what retrieval found the question's words in)."""
+    `evidence`: the text of each retrieved product's hits (what retrieval found the question's words in);
+    `meaning`: the product the question's topic means when no catalog word links one
+    (retrieval/discovery/meaning.py), asked only then."""
     asks = asked(question)
     plural = bool(PLURAL.search(question))
     some = bool(SOME.search(question) or (_domain_phrase(question, visible) and _OWNER_AGGREGATE.search(question)))
@@ -343,15 +346,33 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
         rest = tuple(a for a in asks if a != "which")
         return Recognised(asks=("which", *rest), products=chosen, linked_by=how)
     if not linked:
-        # A fact of one product needs the product named in the catalog's own words: that retrieval found the
-        # question's words in a product's documents does not make it the product the question means.
-        return None
+        # A fact of one product needs the product named in the catalog's own words, or a catalog card clearly
+        # nearest in meaning ("the helpdesk playbook"): that retrieval found the question's words in a
+        # product's documents does not make it the product the question means.
+        pid = meaning() if meaning is not None and (noun or "contact" in asks or _fragment(question)) else None
+        return Recognised(asks=tuple(asks), products=(pid,), linked_by="meaning") if pid is not None else None
     chosen = _best(linked, retrieved)
+    if meaning is not None and not any(_named_strongly(question, by_id[pid], principal, facts) for pid in chosen):
+        # Linked by a word of a purpose or usage sentence alone ("stats", "recorded"): weak evidence, so a
+        # card clearly nearest in meaning wins over it; when none is, the word's link stands.
+        pid = meaning()
+        if pid is not None and pid not in chosen:
+            return Recognised(asks=tuple(asks), products=(pid,), linked_by="meaning")
     # "who do I ping about X": whom to contact about a topic is the catalog's answer, product noun or not.
     if not (noun or "contact" in asks or _fragment(question)
             or any(_title_named(question, by_id[pid]) for pid in chosen)):
         return None
     return Recognised(asks=tuple(asks), products=chosen, linked_by="catalog")
+
+
+def _named_strongly(question: str, product: KnowledgeProduct, principal: Principal, facts: CatalogFacts) -> bool:
+    """Does a question word match a name or tag of the product (weight above a purpose word's)?"""
+    from retrieval.discovery.cache import TEXT_WEIGHT
+
+    cues = _cue_words(_WHERE.sub(" ", question))
+    vocab = (facts.vocab_read if principal.can_read(product) else facts.vocab_facts)[product.id]
+    strong = [w for w, wt in vocab.items() if wt > TEXT_WEIGHT]
+    return any(_match(q, w) for q in set(_words(question)) - cues - _FUNCTION if len(q) > 1 for w in strong)
 
 
 def _fragment(question: str) -> bool:
