@@ -25,6 +25,8 @@ from knowledge.facts import (
 from knowledge.model import KnowledgeProduct, Principal
 from retrieval.answer.citations import with_markers
 from retrieval.discovery.cache import CatalogFacts, KeptVersions
+from retrieval.discovery.filters import class_matches, period_matches
+from retrieval.discovery.filters import words as filter_words
 from retrieval.discovery.meaning import ProductCards, meaning_link
 from retrieval.discovery.recognise import _WHO, Recognised, recognise
 from retrieval.types import Answer, AnswerSentence, Citation, RetrievedChunk, SearchRequest, ShortAnswer
@@ -189,8 +191,10 @@ class _Writer:
 
 _FILTER_WORDS = {
     "freshness": lambda v: f"are {v}",
-    "classification": lambda v: f"are classified {v}",
-    "readable": lambda v: "you can read",
+    "classification": lambda v: filter_words("classification", v),
+    "freshness_sla": lambda v: filter_words("freshness_sla", v),
+    "retention": lambda v: filter_words("retention", v),
+    "readable": lambda v: "you can read" if v == "yes" else "you can find but not read",
     "team": lambda v: f"are owned by the {v} team",
     "domain": lambda v: f"are in the {v} domain",
 }
@@ -201,9 +205,13 @@ def _matches(product: KnowledgeProduct, filters: dict[str, str], principal: Prin
     for key, value in filters.items():
         if key == "freshness" and status(product) != value:
             return False
-        if key == "classification" and product.classification != value:
+        if key == "classification" and not class_matches(product.classification, value):
             return False
-        if key == "readable" and not principal.can_read(product):
+        if key == "freshness_sla" and not period_matches(product.freshness_sla, value):
+            return False
+        if key == "retention" and not period_matches(product.retention_sla, value):
+            return False
+        if key == "readable" and principal.can_read(product) != (value == "yes"):
             return False
         if key == "team" and product.team != value:
             return False
@@ -302,8 +310,10 @@ class DiscoveryAnswerer:
         for p in matched:
             w = _Writer(draft, facts.sheets[p.id], principal, self._source_update, now, facts.kept[p.id])
             asks: list[str] = []
-            if "freshness" in found.filters:
+            if "freshness" in found.filters or "freshness_sla" in found.filters:
                 asks.append("freshness")
+            if "retention" in found.filters:
+                asks.append("retention")
             if "classification" in found.filters:
                 asks.append("classification")
             if "domain" in found.filters:

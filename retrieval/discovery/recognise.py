@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from knowledge.catalog_search import QUESTION_WORDS
 from knowledge.model import CLASSIFICATIONS, KnowledgeProduct, Principal
+from retrieval.discovery.filters import comparisons
 from retrieval.discovery.words import _match, _words
 from retrieval.fusion import reciprocal_rank_fusion
 
@@ -250,15 +251,15 @@ def _filters(question: str, asks: list[str], visible: Sequence[KnowledgeProduct]
              person: Person | None, plural: bool) -> dict[str, str]:
     """The filters an across-products question states: freshness, classification, readable by me, team or
     person, domain."""
-    filters: dict[str, str] = {}
+    filters: dict[str, str] = comparisons(question, visible)
     if _STALE.search(question):
         filters["freshness"] = "stale"
     elif "freshness" in asks and _FRESH.search(question):
         filters["freshness"] = "fresh"
     for c in CLASSIFICATIONS:
-        if re.search(rf"\b{c}\b", question, re.IGNORECASE):
+        if "classification" not in filters and re.search(rf"\b{c}\b", question, re.IGNORECASE):
             filters["classification"] = c
-    if _READABLE.search(question):
+    if _READABLE.search(question) and "readable" not in filters:
         filters["readable"] = "yes"
     if team is not None and ("owner" in asks or plural):
         filters["team"] = team
@@ -305,7 +306,7 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
     owner_aggregate = ("owner" in asks and (team or person or subject) is not None
                        and _OWNER_AGGREGATE.search(question) and not _WHO.search(question))
     filters = _filters(question, asks, visible, team, person, plural)
-    stated = {"freshness", "classification", "readable"} & set(filters) or (
+    stated = {"freshness", "classification", "readable", "freshness_sla", "retention"} & set(filters) or (
         "domain" in filters and _domain_phrase(question, visible))
     if not (plural or owner_aggregate) and some and stated and not any(_title_named(question, p) for p in visible):
         plural = True
@@ -321,6 +322,7 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
                           and not (a == "freshness" and "freshness" in filters)
                           and not (a == "classification" and "classification" in filters)
                           and not (a == "access" and "readable" in filters)
+                          and not (a == "retention" and "retention" in filters)
                           and not (a == "owner" and ("team" in filters or "owner" in filters)))
             return Recognised(asks=extra, aggregate=True, filters=filters, linked_by="filters")
         return None
