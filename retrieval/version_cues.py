@@ -54,7 +54,13 @@ _PREVIOUS = re.compile(
     r"|\b(?:before|prior to|ahead of|until) (?:the |it |they |we |this |that |our )?(?:\w+\s+){0,2}?"
     r"(?:chang\w*|switch\w*|updat\w*|revis\w*|rewr[io]t\w*|overhaul\w*|new (?:rule|definition|version))\b"
     rf"|\bbefore the (?:new|newest|latest|last|current|recent|most recent)\s+(?:\w+\s+)?{_THING}\b", re.IGNORECASE)
-_CHANGE = re.compile(r"\b(?:what|whats|which|how)\b.*\b(?:chang\w*|differ\w*)\b|\bcompar\w*\b|\bdiff\b"
+# "different" before a noun is an adjective ("how many different reasons"), not a change asked about.
+_DIFFER = (r"(?:differ(?:s|ed|ing|ence|ences)?\b|different\b(?!\s+(?!(?:from|between|now|then|today|in|about|to|than|"
+           r"after|before|since|at|on)\b)[a-z]))")
+# "old vs new", "then and now", "before and after": two sides of a change, neither named by number.
+_OLD_NEW = (r"\b(?:old|older|previous|earlier|original|before|then)\s+(?:vs\.?|versus|v\.?|and|or|compared to|"
+            r"against|->|→)\s+(?:the\s+)?(?:new|newer|current|latest|now|after|today)\b")
+_CHANGE = re.compile(rf"\b(?:what|whats|which|how)\b.*\b(?:chang\w*|{_DIFFER})|\bcompar\w*\b|\bdiff\b|{_OLD_NEW}"
                      r"|\bwhat(?:'?s| is| was) new\b"
                      r"|\bhow (?:has|have|did) .*\bevolv\w*", re.IGNORECASE)
 _VERSUS = re.compile(r"\b(?:vs\.?|versus)\b", re.IGNORECASE)
@@ -62,7 +68,8 @@ _TWO_SIDES = re.compile(r"\b(?:chang\w*|differ\w*|delta|diffs?|new)\b|->|=>|→"
 # Change over time ("what changed", "what's new", "how has it evolved"), not a comparison of two things.
 _CHANGED = re.compile(r"\bwhat(?:'?s| has| have)?\s+(?:been\s+)?changed\b|\bwhat (?:were|are) the changes\b"
                       r"|\bhow (?:has|have|did|does) (?:\w+\s+){1,6}?chang(?:ed|e)\s*[?.!]*\s*$"
-                      r"|\bwhat(?:'?s| is| was) (?:new|different)\b|\bhow (?:has|have|did) .*\bevolv\w*", re.IGNORECASE)
+                      r"|\bwhat(?:'?s| is| was) (?:new|different)\b|\bhow (?:has|have|did) .*\bevolv\w*|" + _OLD_NEW,
+                      re.IGNORECASE)
 _VERSIONS_WORD = re.compile(r"\bversions\b|\b(?:new|newest|latest|last|previous|current)\s+(?:version|release)\b",
                             re.IGNORECASE)
 # A "during" date is also the time of the data asked about ("churn in Q2 2026"); it is a version cue when the

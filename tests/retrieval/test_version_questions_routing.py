@@ -251,3 +251,22 @@ def test_an_older_versions_sentences_are_embedded_ahead_with_the_answer_passages
     older = VersionRouter(service.context, service.search).passages(service.context.release())
     assert older and report["passages"] >= len(set(older))
     assert service.answerer.scorer.missing(older) == []
+
+
+@pytest.mark.parametrize("question", [
+    "originally, how many different reasons made a subscriber count as lost?",  # an adjective, not a change
+    "which different plans do we sell?",
+])
+def test_different_before_a_noun_asks_no_change(question):
+    assert not asks_change(question)
+
+
+@pytest.mark.parametrize("question", [
+    "old vs new: when is a month's figure final?",
+    "then and now, how do pauses count?",
+    "how is the old rule different from the new one?",
+])
+def test_two_sides_said_without_numbers_ask_a_change(three, question):
+    assert asks_change(question)
+    found = change_pair(question, three, default=True)
+    assert found is not None and (found[0].version, found[1].version) == ("1.5.0", "2.0.0")
