@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from knowledge.catalog_search import QUESTION_WORDS
 from knowledge.model import CLASSIFICATIONS, KnowledgeProduct, Principal
 from retrieval.discovery.filters import comparisons
-from retrieval.discovery.words import _match, _words
+from retrieval.discovery.words import _match, _words, respelt
 from retrieval.fusion import reciprocal_rank_fusion
 
 if TYPE_CHECKING:
@@ -36,14 +36,15 @@ ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in 
     "contact": r"\b(contact|ping|talk to|speak to|reach|reach out to|get in touch|email|message|whom)\b"
                r"|\bwho (do|should|can|would) (i|we) (ask|go to|bug|chase)\b|\bwho to (ask|go to)\b"
                r"|\bgo-?to (person|people|guy|contact|team)\b|\bpoint (of contact|person)\b",
-    "members": r"\b(members?|who else|who works)\b|\bwho(?:'?s| is| are)? (?:on|in) (?:the )?(?:\w+\s+){0,3}team\s*[?.!]*$",
+    "members": r"\b(members?|who else(?! (can|may|is allowed to|gets to|is able to) )|who works)\b|\bwho(?:'?s| is| are)? (?:on|in) (?:the )?(?:\w+\s+){0,3}team\s*[?.!]*$",
     "freshness": r"\b(fresh\w*|stale\w*|up[ -]?to[ -]?date|out[ -]?of[ -]?date|outdated|refresh\w*|how old|"
                  r"last (updated|changed|reviewed|touched|edited|modified)|updated|reviews?|reviewed|looked over|"
                  r"how often|how recent\w*|touched|overdue|past due|gone (off|stale|old)|"
                  r"(updated|reviewed|looked at|touched|checked)(\s+\S+){0,6}?\s+recently|"
                  r"recently (updated|reviewed|looked at|touched|checked)|"
                  # "still valid or expired?", "is it obsolete": whether a product can still be relied on
-                 r"still (valid|accurate|reliable|usable|good)|valid or|expired|obsolete)\b"
+                 r"still (valid|accurate|reliable|usable|good)|valid or|expired|obsolete|lapsed|"
+                 r"(look|looks|seem|seems|feel|feels) (old|dated|outdated|stale|out of date))\b"
                  # "current" said of a product ("is it still current?"), not of a version or a rule
                  r"|\bcurrent\b(?=\s*(?:[?.!,;]|$|or\b|and\b|enough\b))",
     "retention": r"\b(retain\w*|retention|kept|keep|hang on to|hold on to|old (versions|copies|releases|snapshots)|"
@@ -51,7 +52,7 @@ ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in 
     "classification": r"\b(classif\w*|confidential|restricted|sensitiv\w*|locked[ -]down|secret|"
                       r"open (to|for) (everybody|everyone|anyone|all))\b"
                       r"|\b(public|internal|private) or\b|\bor (public|internal|private)\b",
-    "access": r"\b(who (can|may|is allowed to|gets to|is able to) (read|see|access|look at|view|open)|allowed to|"
+    "access": r"\b(who (else )?(can|may|is allowed to|gets to|is able to) (read|see|access|look at|view|open)|allowed to|"
               r"read access|access|(which|what) roles?|roles? (can|may|with|have)|permission\w*|"
               r"can i (\w+ )?(read|see|access|open|use|look at|view)|am i allowed|may i (read|see))\b",
     "pii": r"\b(pii|personal (data|details|information|info)|customer details|redact\w*|scrub\w*|"
@@ -160,6 +161,21 @@ class Recognised:
     aggregate: bool = False
     filters: dict[str, str] = field(default_factory=dict)
     linked_by: str = ""
+
+
+@lru_cache(maxsize=1)
+def _cue_spellings() -> tuple[str, ...]:
+    return tuple(sorted({w for pattern in ASKS.values() for w in _literals(pattern) if len(w) >= 5}))
+
+
+@lru_cache(maxsize=4096)
+def respell(question: str) -> str:
+    """The question with its misspelt cue words spelt as the cues spell them ("who mantains …")."""
+    for w in set(_words(question)):
+        right = respelt(w, _cue_spellings())
+        if right is not None:
+            question = re.sub(rf"\b{w}\b", right, question, flags=re.IGNORECASE)
+    return question
 
 
 def asked(question: str) -> list[str]:
@@ -286,6 +302,7 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
     `evidence`: the text of each retrieved product's hits (what retrieval found the question's words in);
     `meaning`: the product the question's topic means when no catalog word links one
     (retrieval/discovery/meaning.py), asked only then."""
+    question = respell(question)
     asks = asked(question)
     plural = bool(PLURAL.search(question))
     some = bool(SOME.search(question) or (_domain_phrase(question, visible) and _OWNER_AGGREGATE.search(question)))

@@ -66,3 +66,24 @@ def _match(q: str, w: str) -> bool:
 
 
 same_word = _match
+
+
+@lru_cache(maxsize=1)
+def known_words() -> frozenset[str]:
+    """Whole words of the bundled embedder's vocabulary (WordPiece, 30k): a word outside it may be a typo."""
+    from indexing.embedder import bundled_minilm_path
+
+    vocab = bundled_minilm_path() / "vocab.txt"
+    return frozenset(w for w in vocab.read_text(encoding="utf-8").split() if w.isalpha())
+
+
+def respelt(word: str, spellings: tuple[str, ...]) -> str | None:
+    """A misspelt word of 6+ letters spelt as one of `spellings` (a word or a word's start, "classif") is,
+    when it is no known word and one edit from it: "mantains" → "maintains", "clasified" → "classified"."""
+    if len(word) < 6 or word in known_words() or any(word.startswith(s) or s.startswith(word) for s in spellings):
+        return None  # short, a known word, or already a form of one of the spellings
+    for spelling in spellings:
+        for k in (len(spelling) - 1, len(spelling), len(spelling) + 1):
+            if k <= len(word) and word[:k] != spelling and _one_edit(word[:k], spelling):
+                return spelling + word[k:]
+    return None

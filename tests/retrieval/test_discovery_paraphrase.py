@@ -211,3 +211,33 @@ def test_a_kept_contract_that_does_not_parse_is_reported_without_server_paths(tm
     assert kept.versions == () and kept.problem is not None
     assert kept.problem.startswith("history/1.0.0/contract.yaml: the kept version's contract does not parse")
     assert str(tmp_path) not in kept.problem
+
+
+# ------------------------------------------------------------------- typos and other wording (dev set 4)
+@pytest.mark.parametrize("question,respelt", [
+    ("who mantains the fulfilment docs", "who maintains the fulfilment docs"),
+    ("how is the revenue data clasified?", "how is the revenue data classified?"),
+    # known words and other forms of a cue word stay as written
+    ("which of our datasets are confidential?", "which of our datasets are confidential?"),
+    ("fulfilment contract, when does it expire?", "fulfilment contract, when does it expire?"),
+    ("who is the contact for the contract?", "who is the contact for the contract?"),
+])
+def test_a_misspelt_cue_word_is_read_as_the_cue(question, respelt):
+    from retrieval.discovery.recognise import respell
+
+    assert respell(question) == respelt
+
+
+def test_a_misspelt_question_is_answered_like_a_spelt_one(catalog, facts):
+    found = _recognise(catalog, facts, "who mantains the fulfilment docs?", "analyst")
+    assert found is not None and found.asks == ("owner",) and found.products == ("operations.fulfilment-ops",)
+
+
+@pytest.mark.parametrize("question,ask", [
+    ("besides support agents, who else can read the support articles?", "access"),
+    ("the fulfilment docs look dated to me, are they?", "freshness"),
+    ("has the fulfilment documentation lapsed?", "freshness"),
+])
+def test_more_cue_wordings(catalog, facts, question, ask):
+    found = _recognise(catalog, facts, question, "analyst")
+    assert found is not None and found.asks[0] == ask
