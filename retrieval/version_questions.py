@@ -38,8 +38,7 @@ from indexing.releases import ProductEntry, Release
 from knowledge.cards import CATALOG_DOCUMENT
 from knowledge.errors import ProductNotFound
 from knowledge.versions import version_key
-from retrieval.discovery.recognise import FUNCTION_WORDS
-from retrieval.discovery.words import same_word, words
+from retrieval.discovery.words import FUNCTION_WORDS, same_word, words
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.types import Answer, AnswerSentence, RetrievedChunk, SearchRequest, SearchResult
 from retrieval.version_cues import (

@@ -13,8 +13,7 @@ from knowledge.errors import ContractError
 from knowledge.facts import ProductFactSheet, read_facts
 from knowledge.model import KnowledgeProduct
 from knowledge.versions import kept_versions
-from retrieval.discovery.recognise import _FUNCTION
-from retrieval.discovery.words import _words
+from retrieval.discovery.words import _FUNCTION, _words
 
 # Field weights of catalog linking: names (id, title, team, owner) say more than a tag, a tag more than
 # a word of a purpose sentence.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from knowledge.catalog_search import QUESTION_WORDS
 from knowledge.model import CLASSIFICATIONS, KnowledgeProduct, Principal
 from retrieval.discovery.filters import comparisons
-from retrieval.discovery.words import _match, _words, respelt
+from retrieval.discovery.words import _FUNCTION, _match, _words, respelt_words
 from retrieval.fusion import reciprocal_rank_fusion
 
 if TYPE_CHECKING:
@@ -108,20 +108,6 @@ _READABLE = re.compile(r"\b(can|may) i (\w+ )?(read|see|access|open|use|get into
                        r"\b(am i|i am|i'm|im) (allowed|permitted|able) to (\w+ )?(read|see|access|open|use|view)\b|"
                        r"\bi have access\b|\b(available|open|accessible) to me\b|\bmy products\b", re.IGNORECASE)
 
-# Words that never link a product: question and function words, the cue words of every ask, product nouns.
-_FUNCTION = frozenset(QUESTION_WORDS | {
-    "a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "about", "as",
-    "s", "t", "re", "ve", "ll", "d", "m", "whats", "who's", "if", "so", "up", "out", "into", "than", "then",
-    "some", "all", "every", "each", "still", "now", "also", "just", "please", "tell", "know", "get", "go", "got",
-    "has", "have", "had", "be", "not", "no", "yes", "ok", "one", "ones", "thing", "things", "team", "teams",
-    "person", "people's", "someone", "somebody", "anyone", "whoever", "supposed", "required", "allowed",
-    "often", "long", "old", "need", "needs", "must", "official", "currently", "right", "there", "here",
-    "look", "looks", "looked", "over", "after", "knowledge", "base", "cover", "covers", "contain",
-    "contains", "hold", "holds", "include", "includes", "find", "use", "read", "see", "open", "check",
-    "actually", "really", "anybody", "everyone", "everything", "anything", "something", "last", "under",
-    "stuff", "going", "learn", "want", "like", "would", "could", "ever", "yet", "already",
-})
-FUNCTION_WORDS = _FUNCTION
 
 
 @lru_cache(maxsize=64)
@@ -168,14 +154,9 @@ def _cue_spellings() -> tuple[str, ...]:
     return tuple(sorted({w for pattern in ASKS.values() for w in _literals(pattern) if len(w) >= 5}))
 
 
-@lru_cache(maxsize=4096)
 def respell(question: str) -> str:
     """The question with its misspelt cue words spelt as the cues spell them ("who mantains …")."""
-    for w in set(_words(question)):
-        right = respelt(w, _cue_spellings())
-        if right is not None:
-            question = re.sub(rf"\b{w}\b", right, question, flags=re.IGNORECASE)
-    return question
+    return respelt_words(question, _cue_spellings())
 
 
 def asked(question: str) -> list[str]:
@@ -187,6 +168,26 @@ def asked(question: str) -> list[str]:
     if "purpose" in out and (len(out) > 1 or _SAYS.search(question)):
         out.remove("purpose")  # "what does X cover" only when nothing more specific is asked
     return out
+
+
+# "what version of the escalation policy …": the noun a version is asked of, the last word of its phrase.
+_VERSION_OF = re.compile(r"\b(?:version|release)s?\s+of\s+(?:the\s+|our\s+|this\s+|that\s+)?((?:[\w-]+\s+){0,4}?[\w-]+?)"
+                         r"(?=\s+(?:is|are|was|were|do|does|did|we|in|on|at|currently|now|right|that|should|for|live|"
+                         r"running|used|exist|exists|there|kept|available|have|has|had|go|went|apply|applies|say|says)\b"
+                         r"|\s*[?.!,:;]|\s*$)", re.IGNORECASE)
+
+
+def _version_of_other(question: str, visible: Sequence[KnowledgeProduct]) -> bool:
+    """Is the version asked of a thing the documents describe ("the support escalation policy"), not of a
+    product (a product noun, "the mesh handbook", or a word of a product's id or title, "fulfilment ops")?"""
+    m = _VERSION_OF.search(question)
+    if m is None:
+        return False
+    head = _words(m.group(1))[-1:] or ("",)
+    if PRODUCT_NOUNS.fullmatch(head[0]) or head[0] in ("it", "them", "this", "that"):
+        return False
+    names = {w for p in visible for part in (p.id, p.name, p.title) for w in _words(part)}
+    return not any(_match(head[0], w) for w in names)
 
 
 def _people(products: Iterable[KnowledgeProduct]) -> dict[str, Person]:
@@ -304,6 +305,8 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
     (retrieval/discovery/meaning.py), asked only then."""
     question = respell(question)
     asks = asked(question)
+    if "version" in asks and _version_of_other(question, visible):
+        asks.remove("version")  # the version of a policy or an API the documents describe: content
     plural = bool(PLURAL.search(question))
     some = bool(SOME.search(question) or (_domain_phrase(question, visible) and _OWNER_AGGREGATE.search(question)))
     if not (asks or plural or some):

@@ -1,12 +1,31 @@
-"""Word matching of discovery and version questions: the lower-cased words of a text and `same_word`, whether
-two words are forms of one another (a prefix, a shared stem with word endings, or a typo)."""
+"""Word matching of discovery and version questions: the lower-cased words of a text, the function words
+that never link a product, `same_word` (whether two words are forms of one another: a prefix, a shared stem
+with word endings, or a typo) and `respelt` (a misspelt word read as the word it is one edit from)."""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 
+from knowledge.catalog_search import QUESTION_WORDS
+
 _WORD = re.compile(r"[a-z0-9]+")
+
+# Words that never link a product: question and function words and common words of questions (the
+# recognizer also drops the cue words of every ask and the product nouns).
+_FUNCTION = frozenset(QUESTION_WORDS | {
+    "a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "about", "as",
+    "s", "t", "re", "ve", "ll", "d", "m", "whats", "who's", "if", "so", "up", "out", "into", "than", "then",
+    "some", "all", "every", "each", "still", "now", "also", "just", "please", "tell", "know", "get", "go", "got",
+    "has", "have", "had", "be", "not", "no", "yes", "ok", "one", "ones", "thing", "things", "team", "teams",
+    "person", "people's", "someone", "somebody", "anyone", "whoever", "supposed", "required", "allowed",
+    "often", "long", "old", "need", "needs", "must", "official", "currently", "right", "there", "here",
+    "look", "looks", "looked", "over", "after", "knowledge", "base", "cover", "covers", "contain",
+    "contains", "hold", "holds", "include", "includes", "find", "use", "read", "see", "open", "check",
+    "actually", "really", "anybody", "everyone", "everything", "anything", "something", "last", "under",
+    "stuff", "going", "learn", "want", "like", "would", "could", "ever", "yet", "already",
+})
+FUNCTION_WORDS = _FUNCTION
 
 
 @lru_cache(maxsize=4096)
@@ -87,3 +106,13 @@ def respelt(word: str, spellings: tuple[str, ...]) -> str | None:
             if k <= len(word) and word[:k] != spelling and _one_edit(word[:k], spelling):
                 return spelling + word[k:]
     return None
+
+
+@lru_cache(maxsize=4096)
+def respelt_words(text: str, spellings: tuple[str, ...]) -> str:
+    """The text with each misspelt word (`respelt`) spelt as the spelling it is one edit from."""
+    for w in set(_words(text)):
+        right = respelt(w, spellings)
+        if right is not None:
+            text = re.sub(rf"\b{w}\b", right, text, flags=re.IGNORECASE)
+    return text

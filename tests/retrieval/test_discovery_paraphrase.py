@@ -241,3 +241,14 @@ def test_a_misspelt_question_is_answered_like_a_spelt_one(catalog, facts):
 def test_more_cue_wordings(catalog, facts, question, ask):
     found = _recognise(catalog, facts, question, "analyst")
     assert found is not None and found.asks[0] == ask
+
+
+@pytest.mark.parametrize("question,catalog_version", [
+    ("what version of the refund escalation policy applies now?", False),  # a policy the documents describe
+    ("which version of the carrier API do we call?", False),
+    ("which version of fulfilment ops is current?", True),  # a product's id words
+    ("what version of the support KB are we on?", True),  # a product noun
+])
+def test_a_version_asked_of_a_thing_in_the_documents_is_content(catalog, facts, question, catalog_version):
+    found = _recognise(catalog, facts, question, "analyst")
+    assert (found is not None and "version" in found.asks) == catalog_version
