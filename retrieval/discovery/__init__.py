@@ -5,8 +5,10 @@ team or person owns, which confidential ones I can read, which are in a domain, 
 plain sentences of facts, each citing the descriptor or contract span it states. Anything else returns
 None and the pipeline's answerer answers as before.
 
-recognise (what is asked, catalog linking, filters) · words (word forms, `same_word`) · cache (`CatalogFacts`: fact sheets and linking
-vocabularies, read once per catalog) · answer (`DiscoveryAnswerer`: sentences and their fact citations).
+recognise (what is asked, catalog linking, filters) · words (function words, word forms `same_word`, typo
+respelling) · meaning (`ProductCards`: linking by meaning) · filters (comparisons: classification above /
+below, SLA periods, found but not readable) · cache (`CatalogFacts`: fact sheets and linking vocabularies,
+read once per catalog) · answer (`DiscoveryAnswerer`: sentences and their fact citations).
 
 Recognition is two small rule sets over the catalog's own vocabulary, never over our golden questions:
 
@@ -17,10 +19,14 @@ Recognition is two small rule sets over the catalog's own vocabulary, never over
                 to it; the best score wins, ties broken by retrieval rank. "Which product …" questions
                 fuse the catalog's ranking with retrieval's; with no catalog link, only a retrieved product
                 whose hits hold every topic word of the question. A fact of one product needs a catalog
-                link: retrieval alone never says which product a question means.
+                link, or a catalog card clearly nearest the question in meaning (MiniLM cosine, a clear
+                best; it also overrules a link by one purpose word): retrieval alone never says which
+                product a question means. A misspelt cue word ("mantains") is read as the cue first.
     scope     = one product, when the question refers to a product (a product noun, a title word, or it
                 asks whom to contact about a topic); all visible products through filters (stale,
-                classification, domain, team or person, readable by me), when it asks about products in
+                classification — also "above internal", "the most sensitive" —, SLA periods — "refreshed
+                at least weekly", "kept longer than three years" —, domain, team or person, readable by
+                me or found but not readable), when it asks about products in
                 the plural, or says "anything / any of / what … stuff / what can I read" with such a filter
                 and names no product
 

@@ -32,7 +32,7 @@ from retrieval.discovery.recognise import _WHO, Recognised, recognise
 from retrieval.types import Answer, AnswerSentence, Citation, RetrievedChunk, SearchRequest, ShortAnswer
 
 NAME = "discovery"
-VERSION = "4"
+VERSION = "5"  # 5: linking by meaning, comparison filters, respelt cue words
 ANSWERER = f"{NAME}@{VERSION}"
 
 
