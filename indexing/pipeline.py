@@ -8,52 +8,59 @@ and `current` moves last.
 In shared mode (store = pgvector) a run locks only the products it indexes (so runs of different products
 proceed side by side, from any host), uploads what it built, and publishes by merging its products into
 whatever release is current at that moment: indexing/shared_index.py.
+
+One product's sources, fingerprint and chunks: indexing/product_chunks.py (ProductBlocked, catalog_document
+and sha256_file stay importable from here); its vectors' records and embedding manifest:
+indexing/product_vectors.py; the run's lock: indexing/run_lock.py.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
 import queue
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from openlineage.client.event_v2 import RunState
 
-from indexing import injection, sources
-from indexing.atomic import remove_stale_staging
 from indexing.chunking import PROMPT_INJECTION_FLAG, Chunker, ChunkerConfig
 from indexing.embedder import create_embedder
 from indexing.embedding_cache import embed_with_cache, open_embedding_cache
 from indexing.index_report import IndexReport, NoProgress, ProductReport, Progress
-from indexing.keyword import KeywordIndex
 from indexing.lineage import DatasetRef, LineageEmitter
 from indexing.pii import PiiScanner, ner_model_problem, policy_entities
+from indexing.product_chunks import (
+    ProductBlocked,
+    catalog_document,
+    chunk_fingerprint,
+    chunk_product,
+    product_sources,
+    sha256_file,
+    write_keyword_index,
+)
+from indexing.product_vectors import EmbeddedVectors, embedding_manifest, vector_records
 from indexing.releases import ProductEntry, Release, release_registry
+from indexing.run_lock import index_run_lock
 from indexing.settings import IndexSettings
 from indexing.shared_db import SharedDb, process_label
 from indexing.shared_index import SharedIndexRun
 from indexing.shared_releases import RunChanges
-from indexing.sources import load_document
 from indexing.stores.factory import create_store
 from indexing.stores.pg_shared import is_shared
-from indexing.types import Chunk, Embedder, PiiFinding, SourceDocument, VectorRecord, VectorStore
+from indexing.types import Chunk, Embedder, VectorStore
 from indexing.versions import chunk_version_id, embedding_version_id, library_versions, version_store
-from knowledge.cards import CATALOG_DOCUMENT, render_card
 from knowledge.catalog import Catalog
-from knowledge.errors import ConfigError, ContractError, MeshragError
+from knowledge.errors import ConfigError, ContractError
 from knowledge.model import KnowledgeProduct
 from knowledge.versions import kept_versions
+
+__all__ = ["EMBED_BATCH", "EMBED_WINDOW", "IndexPipeline", "IndexReport", "ProductBlocked", "ProductReport",
+           "catalog_document", "sha256_file"]
 
 EMBED_BATCH = 256  # chunks per embedding call (and progress step)
 # While chunking runs, chunks are embedded in windows of this many, longest first within a window: big
@@ -61,33 +68,6 @@ EMBED_BATCH = 256  # chunks per embedding call (and progress step)
 EMBED_WINDOW = 1024
 
 log = logging.getLogger(__name__)
-
-
-class ProductBlocked(MeshragError):
-    """A governance gate stopped this product's new version."""
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def catalog_document(product: KnowledgeProduct, card: str, revision: str) -> SourceDocument:
-    """The product's catalog card as a source document (id `_catalog`)."""
-    return SourceDocument(product_id=product.id, path=CATALOG_DOCUMENT, format="md", text=card, revision=revision,
-                          title=f"{product.title} — catalog card")
-
-
-def _pii_entities(product: KnowledgeProduct, doc_id: str) -> tuple[str, ...]:
-    """What the PII step looks for in one document: what the product's policy acts on, except person names
-    in the catalog card, whose owner and team are catalog facts that must show, not document text."""
-    entities = policy_entities(product.pii_policy)
-    return tuple(e for e in entities if e != "PERSON") if doc_id == CATALOG_DOCUMENT else entities
-
-
-def _public_names(product: KnowledgeProduct) -> tuple[str, ...]:
-    """People the contract itself publishes as the product's team: not redacted from its documents either."""
-    return (product.owner.name, *(m.name for m in product.members))
 
 
 class IndexPipeline:
@@ -148,49 +128,17 @@ class IndexPipeline:
     def pipeline_fingerprint(self, policy: str) -> dict[str, Any]:
         """Everything besides the sources that shapes a product's chunks (goes into chunk version ids)."""
         cfg = ChunkerConfig(max_tokens=self.settings.chunk_max_tokens, overlap_tokens=self.settings.chunk_overlap_tokens)
-        return {"loader": {"name": sources.NAME, "version": sources.VERSION},
-                "injection": {"name": injection.NAME, "version": injection.VERSION},
-                "chunker": {"name": Chunker.NAME, "version": Chunker.VERSION, **asdict(cfg)},
-                "pii": {"name": PiiScanner.NAME, "version": PiiScanner.VERSION, "model": self.pii.model_id,
-                        "policy": policy},
-                # The keyword index is written with the chunk version: a new tokeniser needs a new one.
-                "keyword": {"name": KeywordIndex.NAME, "version": KeywordIndex.VERSION},
-                "embedder_tokenizer": self.embedder.model_id}
+        return chunk_fingerprint(cfg, policy, self.pii.model_id, self.embedder.model_id)
 
     # ----------------------------------------------------------------------------------- run
-    @contextmanager
-    def _lock(self, selected: Sequence[str], wait: bool) -> Iterator[None]:
-        """FAISS mode: one run per data directory. Shared mode: the data directory is a cache that runs
-        share (stale staging is swept only when no other run holds it), and the products are locked."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.data_dir / "index.lock").open("w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                alone = True
-            except BlockingIOError:
-                if self.shared is None:
-                    raise ConfigError(f"another `meshrag index` is running on {self.data_dir}; wait for it to finish") from None
-                alone = False
-            if alone:
-                for parent in (self.versions.chunks_dir, self.data_dir / "faiss"):
-                    remove_stale_staging(parent)
-            try:
-                if self.shared is None:
-                    yield
-                else:
-                    fcntl.flock(fh, fcntl.LOCK_SH)
-                    with self.shared.locked(selected, wait=wait):
-                        yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def run(self, product_ids: Sequence[str] | None = None, *, publish: bool = True, wait: bool = True) -> IndexReport:
         """Index the selected products (default: all), build a release and (by default) publish it. In shared
         mode a product another run is indexing is waited for, or with `wait=False` refused (ConfigError)."""
         t0 = time.perf_counter()
         catalog = Catalog.load(self.settings.mesh_roots)
         selected = self._select(catalog, product_ids)
-        with self._lock(selected, wait):
+        with index_run_lock(self.data_dir, (self.versions.chunks_dir, self.data_dir / "faiss"), self.shared,
+                            selected, wait):
             previous = self.releases.current()
             lineage = LineageEmitter(self.data_dir / "lineage" / "events.jsonl")
             run_id = lineage.new_run_id()
@@ -312,11 +260,7 @@ class IndexPipeline:
         if "PERSON" in policy_entities(product.pii_policy) and (problem := ner_model_problem()):
             raise ProductBlocked(f"piiPolicy '{product.pii_policy}' covers person names, which cannot be detected "
                                  f"here: {problem}")
-        paths: dict[str, Path | str] = {product.document_id(p): p for p in product.documents()}
-        revisions = {doc_id: sha256_file(path) for doc_id, path in paths.items() if isinstance(path, Path)}
-        card = render_card(product)
-        paths[CATALOG_DOCUMENT] = card
-        revisions[CATALOG_DOCUMENT] = hashlib.sha256(card.encode("utf-8")).hexdigest()
+        paths, revisions = product_sources(product)
         before = prev.documents if prev else {}
         report.added = sum(1 for d in revisions if d not in before)
         report.changed = sum(1 for d in revisions if d in before and before[d] != revisions[d])
@@ -326,14 +270,15 @@ class IndexPipeline:
 
         fingerprint = self.pipeline_fingerprint(product.pii_policy)
         cv = chunk_version_id(product.id, revisions, fingerprint)
-        embedded: _Embedded | None = None
+        embedded: EmbeddedVectors | None = None
         if self.versions.has_chunk_version(cv):
             chunks = self.versions.read_chunks(cv)
             manifest = self.versions.chunk_manifest(cv)
             report.pii_findings = dict(manifest.get("pii", {}).get("by_type", {}))
         else:
             chunks, manifest, embedded = self._chunk_and_embed(product, paths, revisions, prev, fingerprint, report)
-            self.versions.write_chunk_version(cv, chunks, manifest, extra_writer=lambda d: self._keyword(chunks, d))
+            self.versions.write_chunk_version(cv, chunks, manifest,
+                                              extra_writer=lambda d: write_keyword_index(chunks, d))
         report.chunk_version = cv
         report.chunks = len(chunks)
         report.tokens = sum(c.n_tokens for c in chunks)
@@ -353,7 +298,7 @@ class IndexPipeline:
 
     def _chunk_and_embed(self, product: KnowledgeProduct, paths: dict[str, Path | str], revisions: dict[str, str],
                          prev: ProductEntry | None, fingerprint: dict[str, Any], report: ProductReport
-                         ) -> tuple[list[Chunk], dict[str, Any], _Embedded]:
+                         ) -> tuple[list[Chunk], dict[str, Any], EmbeddedVectors]:
         """Chunk a product in a worker thread while this thread embeds the chunks it hands over.
 
         Loading, PII scanning and chunking are Python; the forward pass runs in torch's own threads
@@ -372,14 +317,16 @@ class IndexPipeline:
 
         def produce() -> tuple[list[Chunk], dict[str, Any]]:
             try:
-                return self._chunk_product(product, paths, revisions, prev, fingerprint, report, hand_over)
+                return chunk_product(product, paths, revisions, prev, fingerprint, report, versions=self.versions,
+                                     pii=self.pii, chunker=self._chunker, progress=self.progress,
+                                     hand_over=hand_over)
             finally:
                 handoff.put(None)
 
         key = f"embed:{product.id}"
         self.progress.begin(key, f"{product.id}: embed", 0)
         arrived: list[Chunk] = []
-        parts: list[_Embedded] = []
+        parts: list[EmbeddedVectors] = []
         window: list[Chunk] = []
         with ThreadPoolExecutor(1, thread_name_prefix="meshrag-chunk") as pool:
             chunking = pool.submit(produce)
@@ -401,97 +348,9 @@ class IndexPipeline:
                 self.progress.end(key)
         if [c.chunk_id for c in arrived] != [c.chunk_id for c in chunks]:
             raise RuntimeError(f"{product.id}: chunks handed over differ from the chunks made (a pipeline bug)")
-        return chunks, manifest, _Embedded.concat(parts, self.embedder.dim)
+        return chunks, manifest, EmbeddedVectors.concat(parts, self.embedder.dim)
 
-    def _chunk_product(self, product: KnowledgeProduct, paths: dict[str, Path | str], revisions: dict[str, str],
-                       prev: ProductEntry | None, fingerprint: dict[str, Any], report: ProductReport,
-                       hand_over: Callable[[list[Chunk]], None] | None = None
-                       ) -> tuple[list[Chunk], dict[str, Any]]:
-        """Chunks in document order; `hand_over`, if given, receives each document's chunks as made."""
-        t0 = time.perf_counter()
-        give = hand_over or (lambda _: None)
-        reusable: dict[str, list[Chunk]] = {}
-        if prev is not None and self.versions.has_chunk_version(prev.chunk_version) and \
-                self.versions.chunk_manifest(prev.chunk_version).get("pipeline") == fingerprint:
-            for c in self.versions.read_chunks(prev.chunk_version):
-                if revisions.get(c.document) == c.doc_revision:
-                    reusable.setdefault(c.document, []).append(c)
-
-        todo = [d for d in sorted(paths) if d not in reusable]
-        if todo:
-            self.pii.warm_up()
-        chunker = self._chunker() if todo else None
-        key = f"chunk:{product.id}"
-        self.progress.begin(key, f"{product.id}: load + PII + chunk", len(todo))
-        chunks: list[Chunk] = []
-        by_type: Counter[str] = Counter()
-        by_doc: dict[str, dict[str, int]] = {}
-        truncated = 0
-        for doc_id in sorted(paths):
-            if doc_id in reusable:
-                chunks.extend(reusable[doc_id])
-                give(reusable[doc_id])
-                continue
-            source = paths[doc_id]
-            doc = load_document(product.id, source, doc_id) if isinstance(source, Path) else \
-                catalog_document(product, source, revisions[doc_id])
-            findings: list[PiiFinding] = self.pii.scan(doc.text, entities=_pii_entities(product, doc_id),
-                                                       public_names=_public_names(product))
-            if findings:
-                counts = Counter(f.entity_type for f in findings)
-                by_doc[doc_id] = dict(counts)
-                by_type.update(counts)
-            if findings and product.pii_policy == "reject":
-                self.progress.end(key)
-                kinds = ", ".join(f"{n} {t}" for t, n in sorted(Counter(f.entity_type for f in findings).items()))
-                raise ProductBlocked(f"PII found under piiPolicy 'reject' in {doc_id} ({kinds}); remove it from the "
-                                     "source or change the policy to 'redact'")
-            redact = product.pii_policy == "redact"
-            assert chunker is not None
-            result = chunker.chunk(doc, pii_findings=findings if redact else (),
-                                   pii_redactor=self.pii.redact_span if redact else None)
-            truncated += result.stats.truncated
-            chunks.extend(result.chunks)
-            give(list(result.chunks))
-            self.progress.advance(key)
-        self.progress.end(key)
-        # Reused documents' findings come from the previous manifest.
-        if prev is not None and reusable:
-            old = self.versions.chunk_manifest(prev.chunk_version).get("pii", {}).get("by_document", {})
-            for doc_id in reusable:
-                if doc_id in old:
-                    by_doc[doc_id] = old[doc_id]
-                    by_type.update(old[doc_id])
-        report.pii_findings = dict(by_type)
-        per_document = Counter(c.document for c in chunks)
-        manifest = {
-            "kind": "chunk-product-version",
-            "product_id": product.id,
-            "product_version": product.version,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "pipeline": fingerprint,
-            "documents": {d: {"revision": revisions[d], "chunks": per_document[d]}
-                          for d in sorted(revisions)},
-            "pii": {"policy": product.pii_policy, "by_type": dict(by_type), "by_document": by_doc},
-            "prompt_injection": {"flagged_chunks": [c.chunk_id for c in chunks if PROMPT_INJECTION_FLAG in c.flags],
-                                 "documents": sorted({c.document for c in chunks if PROMPT_INJECTION_FLAG in c.flags})},
-            "n_chunks": len(chunks),
-            "n_tokens": sum(c.n_tokens for c in chunks),
-            "max_model_tokens": max((c.n_model_tokens for c in chunks), default=0),
-            "truncated": truncated,
-            "reused_documents": sorted(reusable),
-            "libraries": library_versions(),
-            "timings": {"chunk_s": round(time.perf_counter() - t0, 3)},
-        }
-        return chunks, manifest
-
-    @staticmethod
-    def _keyword(chunks: Sequence[Chunk], folder: Path) -> None:
-        index = KeywordIndex()
-        index.build([c.chunk_id for c in chunks], [c.embedding_text for c in chunks])
-        index.save(folder / "keyword")
-
-    def _embed_batches(self, chunks: Sequence[Chunk], key: str) -> _Embedded:
+    def _embed_batches(self, chunks: Sequence[Chunk], key: str) -> EmbeddedVectors:
         """Vectors for `chunks` (their order), from the embedding cache where it has them."""
         t0 = time.perf_counter()
         self.cache.warm_up()
@@ -512,10 +371,10 @@ class IndexPipeline:
             embedded += e
             reused += r
             self.progress.advance(key, len(batch))
-        return _Embedded(vectors, embedded, reused, time.perf_counter() - t0)
+        return EmbeddedVectors(vectors, embedded, reused, time.perf_counter() - t0)
 
     def _embed(self, product: KnowledgeProduct, ev: str, cv: str, chunks: Sequence[Chunk], report: ProductReport,
-               done: _Embedded | None = None) -> None:
+               done: EmbeddedVectors | None = None) -> None:
         """Store the product's vectors as collection `ev` (embedding them now unless `done` has them)."""
         if done is None:
             key = f"embed:{product.id}"
@@ -529,47 +388,12 @@ class IndexPipeline:
         if ev in store.collections():
             store.drop_collection(ev)  # a collection without a manifest is a leftover of a killed run
         store.create_collection(ev, self.embedder.dim)
-        records = [VectorRecord(id=c.chunk_id, vector=v, metadata={
-            "product_id": c.product_id, "domain": product.domain, "classification": product.classification,
-            "document": c.document}) for c, v in zip(chunks, done.vectors, strict=True)]
-        store.add(ev, records)  # one bulk write: FAISS rewrites a collection per add, pgvector COPYs once
-        embedded, reused = done.embedded, done.reused
-        report.embedded, report.reused = embedded, reused
-        self.versions.write_embedding_manifest(ev, {
-            "kind": "embedding-product-version",
-            "product_id": product.id,
-            "chunk_version": cv,
-            "model_id": self.embedder.model_id,
-            "model_name": self.embedder.name,
-            "dim": self.embedder.dim,
-            "normalize": self.embedder.normalize,
-            "store": self.settings.store,
-            "n_vectors": len(chunks),
-            "embedded": embedded,
-            "reused": reused,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "libraries": library_versions(),
-            "timings": {"embed_s": round(time.perf_counter() - t0 + done.seconds, 3)},
-        })
-
-
-@dataclass(frozen=True)
-class _Embedded:
-    """Vectors for a list of chunks (same order) and how many were embedded or came from the cache."""
-
-    vectors: np.ndarray
-    embedded: int
-    reused: int
-    seconds: float = 0.0
-
-    @staticmethod
-    def concat(parts: Sequence[_Embedded], dim: int) -> _Embedded:
-        if not parts:
-            return _Embedded(np.zeros((0, dim), dtype=np.float32), 0, 0)
-        return _Embedded(np.concatenate([p.vectors for p in parts]), sum(p.embedded for p in parts),
-                         sum(p.reused for p in parts), sum(p.seconds for p in parts))
+        # One bulk write: FAISS rewrites a collection per add, pgvector COPYs once.
+        store.add(ev, vector_records(product, chunks, done.vectors))
+        report.embedded, report.reused = done.embedded, done.reused
+        self.versions.write_embedding_manifest(ev, embedding_manifest(
+            product, cv, self.embedder, self.settings.store, done, time.perf_counter() - t0))
 
 
 class _Stopped(Exception):
     """Raised in the chunking thread once the embedding side has failed: no point chunking on."""
-

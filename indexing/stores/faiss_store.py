@@ -1,14 +1,8 @@
 """FAISS vector store, the embedded default: one folder per collection under a root directory.
 
-A collection folder (the collection name, percent-quoted) holds:
-
-    manifest.json           written last; a folder without it is not (yet) a collection
-    index-<token>.faiss     the FAISS index: inner product over unit vectors, i.e. cosine
-    records-<token>.jsonl   one {"id", "metadata"} line per FAISS row, in row order
-
-Each file is written to a temporary path, fsynced and renamed into place, and the manifest names the
-data files of the current generation, so a crash at any point leaves the last complete state visible.
-Every mutation writes a new generation, so add a collection's vectors in few large calls.
+A collection's files, their layout and how each write stays crash-safe: `faiss_files`; the in-memory
+form of a loaded collection: `faiss_collection`. Every mutation writes a new generation, so add a
+collection's vectors in few large calls.
 
 Index type by size: exact `IndexFlatIP` up to `flat_max` vectors (default 200_000), beyond that
 `IndexHNSWFlat` (M=32, efConstruction=200, efSearch from `ef_search`). One process may write a
@@ -19,23 +13,19 @@ collection at a time; a reader process loads a collection once and does not see 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
 
 import faiss
 import numpy as np
 
 from indexing.atomic import fsync_dir
 from indexing.stores.common import (
-    FILTER_FIELDS,
     check_collection_name,
     check_dim,
     check_k,
@@ -47,79 +37,26 @@ from indexing.stores.common import (
     prepare_records,
     query_vector,
 )
+from indexing.stores.faiss_collection import FaissCollection, make_collection
+from indexing.stores.faiss_files import (
+    MANIFEST,
+    STORE_FORMAT,
+    collection_folder,
+    folder_collection,
+    read_collection,
+    remove_stale_files,
+    write_generation,
+)
 from indexing.types import Hit, SearchFilter, VectorRecord
 from knowledge.errors import ConfigError
 
-logger = logging.getLogger(__name__)
+__all__ = ["DEFAULT_EF_SEARCH", "DEFAULT_FLAT_MAX", "HNSW_EF_CONSTRUCTION", "HNSW_M", "MANIFEST", "STORE_FORMAT",
+           "FaissStore"]
 
-STORE_FORMAT = 1
 DEFAULT_FLAT_MAX = 200_000
 DEFAULT_EF_SEARCH = 128
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
-MANIFEST = "manifest.json"
-_FOLDER_SAFE = "@+=,"  # besides letters, digits and "_.-~", kept readable in folder names
-
-
-@dataclass(frozen=True)
-class _Collection:
-    """One loaded collection. Immutable: a mutation builds a new one and swaps it into the cache."""
-
-    name: str
-    dim: int
-    index: faiss.Index
-    ids: tuple[str, ...]  # FAISS row → record id
-    metadata: tuple[str, ...]  # FAISS row → metadata JSON
-    rows: dict[str, int]  # record id → FAISS row
-    postings: dict[str, dict[str, np.ndarray]]  # metadata key → value → sorted FAISS rows
-
-    @property
-    def size(self) -> int:
-        return len(self.ids)
-
-    @property
-    def index_type(self) -> str:
-        return type(self.index).__name__
-
-    def select(self, values: dict[str, tuple[str, ...]]) -> np.ndarray | None:
-        """Sorted rows matching every restricted key; None when nothing is restricted."""
-        if not values:
-            return None
-        selected: np.ndarray | None = None
-        for key, allowed in values.items():
-            lists = [self.postings[key][v] for v in allowed if v in self.postings[key]]
-            rows = np.sort(np.concatenate(lists)) if lists else np.empty(0, dtype=np.int64)
-            selected = rows if selected is None else np.intersect1d(selected, rows, assume_unique=True)
-            if selected.size == 0:
-                break
-        return selected
-
-    def vectors(self) -> np.ndarray:
-        if self.size == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        return self.index.reconstruct_n(0, self.size)
-
-
-def _make_collection(
-    name: str, dim: int, index: faiss.Index, ids: Sequence[str], metadata: Sequence[str]
-) -> _Collection:
-    groups: dict[str, dict[str, list[int]]] = {key: {} for key in FILTER_FIELDS.values()}
-    for row, md_json in enumerate(metadata):
-        md = json.loads(md_json)
-        for key, group in groups.items():
-            value = md.get(key)
-            if value is not None:
-                group.setdefault(value, []).append(row)
-    postings = {key: {v: np.asarray(r, dtype=np.int64) for v, r in g.items()} for key, g in groups.items()}
-    return _Collection(
-        name=name,
-        dim=dim,
-        index=index,
-        ids=tuple(ids),
-        metadata=tuple(metadata),
-        rows={id_: row for row, id_ in enumerate(ids)},
-        postings=postings,
-    )
 
 
 class FaissStore:
@@ -139,7 +76,7 @@ class FaissStore:
         self.flat_max = flat_max
         self.ef_search = ef_search
         self.add_batch = add_batch
-        self._cache: dict[str, _Collection] = {}
+        self._cache: dict[str, FaissCollection] = {}
         self._lock = threading.RLock()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -168,7 +105,7 @@ class FaissStore:
                         "drop it first or use another collection name"
                     )
                 return
-            self._commit(_make_collection(collection, dim, self._new_index(dim, 0), (), ()))
+            self._commit(make_collection(collection, dim, self._new_index(dim, 0), (), ()))
 
     def add(self, collection: str, records: Sequence[VectorRecord]) -> None:
         """Add records (an existing id is replaced); the new state is on disk when this returns."""
@@ -186,7 +123,7 @@ class FaissStore:
                 index = faiss.clone_index(base.index)  # searches may be running on the cached one
                 self._add_in_batches(index, matrix)
             ids = base.ids + tuple(r.id for r in records)
-            self._commit(_make_collection(collection, col.dim, index, ids, base.metadata + tuple(metas)))
+            self._commit(make_collection(collection, col.dim, index, ids, base.metadata + tuple(metas)))
 
     def search(self, query: np.ndarray, k: int, flt: SearchFilter) -> list[Hit]:
         """Top-k hits over the filter's collections by cosine; ties broken by (id, collection)."""
@@ -199,7 +136,7 @@ class FaissStore:
         unit = vec[None, :].copy()
         faiss.normalize_L2(unit)
         values = filter_values(flt)
-        found: list[tuple[float, str, str, _Collection, int]] = []
+        found: list[tuple[float, str, str, FaissCollection, int]] = []
         for col in cols:
             found.extend(self._search_collection(col, unit, k, col.select(values)))
         # Score descending, ties by (id, collection); metadata JSON is parsed only for the k hits returned.
@@ -244,7 +181,7 @@ class FaissStore:
         if not self.root.is_dir():
             return []
         return sorted(
-            unquote(p.name)
+            folder_collection(p)
             for p in self.root.iterdir()
             if not p.name.startswith(".") and (p / MANIFEST).is_file()
         )
@@ -268,8 +205,8 @@ class FaissStore:
     # -- search -----------------------------------------------------------------------------------
 
     def _search_collection(
-        self, col: _Collection, unit: np.ndarray, k: int, rows: np.ndarray | None
-    ) -> list[tuple[float, str, str, _Collection, int]]:
+        self, col: FaissCollection, unit: np.ndarray, k: int, rows: np.ndarray | None
+    ) -> list[tuple[float, str, str, FaissCollection, int]]:
         """The k best (score, id, collection name, collection, row), best first, ties by id."""
         available = col.size if rows is None else len(rows)
         if available == 0:
@@ -320,19 +257,19 @@ class FaissStore:
         for start in range(0, len(vectors), self.add_batch):
             index.add(np.ascontiguousarray(vectors[start : start + self.add_batch]))
 
-    def _without(self, col: _Collection, rows: Iterable[int]) -> _Collection:
+    def _without(self, col: FaissCollection, rows: Iterable[int]) -> FaissCollection:
         keep = np.setdiff1d(np.arange(col.size), np.fromiter(rows, dtype=np.int64))
         index = self._build_index(col.dim, col.vectors()[keep])
-        return _make_collection(
+        return make_collection(
             col.name, col.dim, index, [col.ids[r] for r in keep], [col.metadata[r] for r in keep]
         )
 
     # -- files and cache --------------------------------------------------------------------------
 
     def _folder(self, collection: str) -> Path:
-        return self.root / quote(collection, safe=_FOLDER_SAFE)
+        return collection_folder(self.root, collection)
 
-    def _get(self, collection: str) -> _Collection | None:
+    def _get(self, collection: str) -> FaissCollection | None:
         col = self._cache.get(collection)
         if col is not None or collection_name_problem(collection) is not None:
             return col
@@ -344,113 +281,25 @@ class FaissStore:
                     self._cache[collection] = col
             return col
 
-    def _require(self, collection: str) -> _Collection:
+    def _require(self, collection: str) -> FaissCollection:
         col = self._get(collection)
         if col is None:
             raise missing_collections([collection])
         return col
 
-    def _require_all(self, names: Sequence[str]) -> list[_Collection]:
+    def _require_all(self, names: Sequence[str]) -> list[FaissCollection]:
         found = {name: self._get(name) for name in names}
         missing = [name for name, col in found.items() if col is None]
         if missing:
             raise missing_collections(missing)
         return [col for col in found.values() if col is not None]
 
-    def _load(self, collection: str) -> _Collection | None:
-        folder = self._folder(collection)
-        for attempt in (1, 2):
-            try:
-                manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                return None
-            try:
-                index = faiss.read_index(str(folder / manifest["index_file"]))  # already downcast
-                lines = (folder / manifest["records_file"]).read_text(encoding="utf-8").splitlines()
-            except (FileNotFoundError, RuntimeError):
-                if attempt == 2:
-                    raise
-                continue  # another process replaced the generation between our reads
-            break
-        records = [json.loads(line) for line in lines]
-        if manifest.get("format") != STORE_FORMAT or not index.ntotal == len(records) == manifest["count"]:
-            raise ConfigError(
-                f"collection {collection!r} in {folder} is inconsistent or of an unknown format; "
-                "drop it and index the product again"
-            )
-        if index.d != manifest["dim"]:
-            raise ConfigError(
-                f"collection {collection!r} index has dimension {index.d}, manifest says {manifest['dim']}"
-            )
-        _warn_on_version_change(collection, manifest.get("versions", {}))
-        if isinstance(index, faiss.IndexHNSW):
-            index.hnsw.efSearch = self.ef_search
-        return _make_collection(
-            collection,
-            manifest["dim"],
-            index,
-            [r["id"] for r in records],
-            [json.dumps(r["metadata"], ensure_ascii=False) for r in records],
-        )
+    def _load(self, collection: str) -> FaissCollection | None:
+        return read_collection(self._folder(collection), collection, self.ef_search)
 
-    def _commit(self, col: _Collection) -> None:
+    def _commit(self, col: FaissCollection) -> None:
         """Write `col` as a new generation (manifest last), then make it the cached state."""
         folder = self._folder(col.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex
-        index_file, records_file = f"index-{token}.faiss", f"records-{token}.jsonl"
-        _write_atomic(folder / index_file, lambda p: faiss.write_index(col.index, str(p)))
-        lines = (
-            json.dumps({"id": i, "metadata": json.loads(m)}, ensure_ascii=False) + "\n"
-            for i, m in zip(col.ids, col.metadata)
-        )
-        _write_atomic(folder / records_file, lambda p: _write_text(p, lines))
-        manifest = {
-            "format": STORE_FORMAT,
-            "name": col.name,
-            "dim": col.dim,
-            "count": col.size,
-            "metric": "cosine",
-            "index_type": col.index_type,
-            "index_file": index_file,
-            "records_file": records_file,
-            "versions": {"faiss": faiss.__version__, "numpy": np.__version__},
-        }
-        _write_atomic(folder / MANIFEST, lambda p: _write_text(p, [json.dumps(manifest, indent=2)]))
-        fsync_dir(folder)
+        current = write_generation(folder, col)
         self._cache[col.name] = col
-        for stale in folder.iterdir():
-            if stale.name not in {MANIFEST, index_file, records_file}:
-                stale.unlink()
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via a temporary sibling, fsync it, then rename it over `path`."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, chunks: Iterable[str]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.writelines(chunks)
-
-
-def _warn_on_version_change(collection: str, saved: dict[str, str]) -> None:
-    was = saved.get("faiss", "")
-    if was.split(".")[:2] != faiss.__version__.split(".")[:2]:
-        logger.warning(
-            "collection %r was written by faiss %s and is read by faiss %s; re-index it if results look off",
-            collection,
-            was or "unknown",
-            faiss.__version__,
-        )
+        remove_stale_files(folder, current)

@@ -20,23 +20,19 @@ fills k under selective filters; its candidates are re-sorted exactly, but which
 is approximate. Filters are in the WHERE clause, so rows outside them are never returned or counted.
 Ties compare ids with the "C" collation (code point order), like Python and the FAISS store.
 
-A lost connection raises StoreUnavailable; the next call reconnects by itself.
+A lost connection raises StoreUnavailable; the next call reconnects by itself (pg_connections.py).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
 
 from indexing.stores.common import (
     FILTER_FIELDS,
@@ -50,8 +46,9 @@ from indexing.stores.common import (
     prepare_records,
     query_vector,
 )
+from indexing.stores.pg_connections import PgConnections, mapped_errors
 from indexing.types import Hit, SearchFilter, VectorRecord
-from knowledge.errors import ConfigError, StoreUnavailable
+from knowledge.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -87,7 +84,7 @@ class PgVectorStore:
         self.schema = schema
         self.ef_search = ef_search
         self.exact_max = exact_max
-        self._pool = _Connections(dsn, connect_timeout=connect_timeout, max_idle=max_idle)
+        self._pool = PgConnections(dsn, connect_timeout=connect_timeout, max_idle=max_idle)
         self._ready = False
         self._ready_lock = threading.Lock()
 
@@ -102,7 +99,7 @@ class PgVectorStore:
                 return
             with (
                 self._pool.connect(vector_types=False) as conn,
-                _mapped_errors(self._pool.where),
+                mapped_errors(self._pool.where),
                 conn.transaction(),
             ):
                 conn.execute(_DDL_LOCK)
@@ -398,77 +395,3 @@ class PgVectorStore:
 
 def _hnsw_name(dim: int) -> str:
     return f"vectors_{dim}_embedding_hnsw"
-
-
-@contextmanager
-def _mapped_errors(where: str) -> Iterator[None]:
-    """Turn psycopg's operational failures (connection lost, server gone) into StoreUnavailable."""
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreUnavailable(
-            f"PostgreSQL at {where} is unavailable ({reason}); retry in a few seconds, "
-            "the store reconnects by itself"
-        ) from exc
-
-
-class _Connections:
-    """A small thread-safe pool of autocommit connections that drops broken ones, so a restarted
-    server is picked up by the next call. Reused connections are pinged before use."""
-
-    def __init__(self, dsn: str, *, connect_timeout: int, max_idle: int) -> None:
-        self._dsn = dsn
-        self._connect_timeout = connect_timeout
-        self._max_idle = max_idle
-        self._idle: list[psycopg.Connection] = []
-        self._lock = threading.Lock()
-        params = conninfo_to_dict(dsn)
-        self.where = f"{params.get('host', 'localhost')}/{params.get('dbname', '')}"  # never the password
-
-    def connect(self, *, vector_types: bool = True) -> psycopg.Connection:
-        with _mapped_errors(self.where):
-            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._connect_timeout)
-            try:
-                if vector_types:
-                    register_vector(conn)
-            except BaseException:
-                conn.close()
-                raise
-        return conn
-
-    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
-        """Run `work` in one transaction on a pooled connection."""
-        conn = self._checkout()
-        try:
-            with _mapped_errors(self.where), conn.transaction():
-                return work(conn)
-        finally:
-            self._checkin(conn)
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    def _checkout(self) -> psycopg.Connection:
-        while True:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                return self.connect()
-            try:
-                conn.execute("")
-                return conn
-            except psycopg.OperationalError:
-                conn.close()
-                self.close()  # the others most likely died with it (server restart)
-
-    def _checkin(self, conn: psycopg.Connection) -> None:
-        healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
-        with self._lock:
-            if healthy and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
