@@ -190,7 +190,14 @@ class Row:
 
     @property
     def path(self) -> str:
-        return "/healthz" if self.endpoint == FLOOR else f"/v1/{self.endpoint}"
+        """What the row measured: the route, and for the catalog rows the questions ("/v1/ask catalog": ask on
+        discovery questions; there is no /v1/catalog route among them)."""
+        if self.endpoint == FLOOR:
+            return "/healthz"
+        endpoint = ENDPOINTS.get(self.endpoint)
+        if endpoint is None or endpoint.ours_path == f"/v1/{self.endpoint}":
+            return f"/v1/{self.endpoint}"
+        return f"{endpoint.ours_path} {self.endpoint}"
 
     @property
     def ratio_p50(self) -> float | None:
