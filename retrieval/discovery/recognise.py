@@ -109,7 +109,6 @@ _READABLE = re.compile(r"\b(can|may) i (\w+ )?(read|see|access|open|use|get into
                        r"\bi have access\b|\b(available|open|accessible) to me\b|\bmy products\b", re.IGNORECASE)
 
 
-
 @lru_cache(maxsize=64)
 def _literals(pattern: re.Pattern[str]) -> frozenset[str]:
     """The words a cue pattern spells out (not those its gaps, `.*` or `\\w+`, match)."""
@@ -266,8 +265,9 @@ def _title_named(question: str, product: KnowledgeProduct) -> bool:
 
 def _filters(question: str, asks: list[str], visible: Sequence[KnowledgeProduct], team: str | None,
              person: Person | None, plural: bool) -> dict[str, str]:
-    """The filters an across-products question states: freshness, classification, readable by me, team or
-    person, domain."""
+    """The filters an across-products question states: freshness, classification (also by comparison, from
+    retrieval/discovery/filters.py with the SLA periods and "found but not readable"), readable by me, team
+    or person, domain."""
     filters: dict[str, str] = comparisons(question, visible)
     if _STALE.search(question):
         filters["freshness"] = "stale"
