@@ -60,7 +60,7 @@ _DIFFER = (r"(?:differ(?:s|ed|ing|ence|ences)?\b|different\b(?!\s+(?!(?:from|bet
 # "old vs new", "then and now", "before and after": two sides of a change, neither named by number.
 _OLD_NEW = (r"\b(?:old|older|previous|earlier|original|before|then)\s+(?:vs\.?|versus|v\.?|and|or|compared to|"
             r"against|->|→)\s+(?:the\s+)?(?:new|newer|current|latest|now|after|today)\b")
-_CHANGE = re.compile(rf"\b(?:what|whats|which|how)\b.*\b(?:chang\w*|{_DIFFER})|\bcompar\w*\b|\bdiff\b|{_OLD_NEW}"
+_CHANGE = re.compile(rf"\b(?:what|whats|which|how)\b.*\b(?:chang(?!elog)\w*\b(?!\s*(?:history|log|record|note)s?\b)|{_DIFFER})|\bcompar\w*\b|\bdiff\b|{_OLD_NEW}"
                      r"|\bwhat(?:'?s| is| was) new\b"
                      r"|\bhow (?:has|have|did) .*\bevolv\w*", re.IGNORECASE)
 _VERSUS = re.compile(r"\b(?:vs\.?|versus)\b", re.IGNORECASE)

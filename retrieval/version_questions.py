@@ -63,7 +63,7 @@ __all__ = ["NAME", "VERSION", "VersionCue", "VersionRouter", "by_number", "chang
            "detect_cue", "document_changes"]
 
 NAME = "meshrag.versions"
-VERSION = "5"  # 5: "different" before a noun asks no change; "old vs new" asks one
+VERSION = "5"  # 5: "different" before a noun and "change history" ask no change; "old vs new" asks one
 MAX_CHANGES = 6  # changed passages quoted in a "what changed" answer
 MAX_QUOTED = 3  # fused passages of an older version quoted in a pinned answer (plus its lead and each ranking's best)
 

@@ -270,3 +270,11 @@ def test_two_sides_said_without_numbers_ask_a_change(three, question):
     assert asks_change(question)
     found = change_pair(question, three, default=True)
     assert found is not None and (found[0].version, found[1].version) == ("1.5.0", "2.0.0")
+
+
+@pytest.mark.parametrize("question", [
+    "what did the first release's change history say about 2024?",  # a document's section, not a change
+    "what does the changelog of the old rule list?",
+])
+def test_a_change_history_is_a_document_not_a_change(question):
+    assert not asks_change(question)
