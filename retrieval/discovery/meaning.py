@@ -66,8 +66,7 @@ class ProductCards:
             return []
         vectors = self.vectors(catalog)
         q = np.asarray(self._embed_query(question), dtype=np.float32)
-        scored = [(float(vectors[(p.id, principal.can_read(p))] @ q), p.id) for p in visible
-                  if (p.id, True) in vectors]
+        scored = [(float(vectors[(p.id, principal.can_read(p))] @ q), p.id) for p in visible]
         return sorted(scored, key=lambda sp: (-sp[0], sp[1]))
 
 

@@ -11,17 +11,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from knowledge.catalog_search import QUESTION_WORDS
 from knowledge.model import CLASSIFICATIONS, KnowledgeProduct, Principal
+from retrieval.discovery.cache import TEXT_WEIGHT, CatalogFacts
 from retrieval.discovery.filters import comparisons
 from retrieval.discovery.words import _FUNCTION, _match, _words, respelt_words
 from retrieval.fusion import reciprocal_rank_fusion
-
-if TYPE_CHECKING:
-    from retrieval.discovery.cache import CatalogFacts
-
 
 # What a question asks for: fact group → cue pattern. Order = the order sentences are written in.
 ASKS: dict[str, re.Pattern[str]] = {k: re.compile(v, re.IGNORECASE) for k, v in {
@@ -389,8 +385,6 @@ def recognise(question: str, visible: Sequence[KnowledgeProduct], principal: Pri
 
 def _named_strongly(question: str, product: KnowledgeProduct, principal: Principal, facts: CatalogFacts) -> bool:
     """Does a question word match a name or tag of the product (weight above a purpose word's)?"""
-    from retrieval.discovery.cache import TEXT_WEIGHT
-
     cues = _cue_words(_WHERE.sub(" ", question))
     vocab = (facts.vocab_read if principal.can_read(product) else facts.vocab_facts)[product.id]
     strong = [w for w, wt in vocab.items() if wt > TEXT_WEIGHT]
